@@ -195,7 +195,11 @@ class Engine:
     # ------------------------------------------------------------------ loss
 
     def _seed_loss(
-        self, x: torch.Tensor, soft: torch.Tensor | None, target: torch.Tensor | None
+        self,
+        x: torch.Tensor,
+        soft: torch.Tensor | None,
+        target: torch.Tensor | None,
+        autograd: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """One seed's total loss and its gradient distance (vmapped over seeds)."""
         config = self.config
@@ -204,7 +208,7 @@ class Engine:
             inputs = inputs.flip(-1)
         if self._shift != (0, 0):
             inputs = torch.roll(inputs, shifts=self._shift, dims=(-2, -1))
-        distance, (means, variances) = self.simulator.candidate(inputs, soft)
+        distance, (means, variances) = self.simulator.candidate(inputs, soft, autograd=autograd)
         total = config.gradient_weight * distance
         if config.tv:
             total = total + config.tv * total_variation(x)
@@ -217,7 +221,9 @@ class Engine:
         return total, distance
 
     def _gradients(self) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor]:
-        if self.config.seeds == 1:
+        if self.config.seeds == 1 and self.simulator.kind == "gradient":
+            grads, total, distance = self._autograd_gradients()
+        elif self.config.seeds == 1:
             # One seed: the same computation without the vmap wrapper (about 10% faster).
             def first(t: torch.Tensor | None) -> torch.Tensor | None:
                 return None if t is None else t[0]
@@ -238,6 +244,26 @@ class Engine:
         else:
             grad_x, grad_labels = grads, None
         return grad_x, grad_labels, total, distance
+
+    def _autograd_gradients(
+        self,
+    ) -> tuple[torch.Tensor | tuple[torch.Tensor, torch.Tensor], torch.Tensor, torch.Tensor]:
+        """One seed with regular autograd: the vmapped path's values, about 1.5× faster."""
+        x = self.candidates[0].detach().requires_grad_(True)
+        inputs = [x]
+        soft = None
+        if self.label_logits is not None:
+            soft = self.label_logits[0].detach().requires_grad_(True)
+            inputs.append(soft)
+        target = None if self.targets is None else self.targets[0]
+        total, distance = self._seed_loss(x, soft, target, autograd=True)
+        found = torch.autograd.grad(total, inputs)
+        grads: torch.Tensor | tuple[torch.Tensor, torch.Tensor]
+        if soft is None:
+            grads = found[0].unsqueeze(0)
+        else:
+            grads = (found[0].unsqueeze(0), found[1].unsqueeze(0))
+        return grads, total.detach().unsqueeze(0), distance.detach().unsqueeze(0)
 
     def _draw_jitter(self) -> None:
         config = self.config

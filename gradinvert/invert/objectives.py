@@ -27,25 +27,22 @@ def select_layers(names: Sequence[str], target: dict[str, torch.Tensor], spec: s
     return [n for n in names if n in keep]
 
 
-_CHUNK = 1024
+_CHUNK = 1 << 16
 
 
 def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """⟨a, b⟩ summed in chunks of 1024: as fast as a BLAS dot, as accurate as a tree sum.
+    """⟨a, b⟩ as a sum of BLAS dots over chunks of 65536 entries.
 
-    (A single float32 BLAS dot over millions of entries loses up to 1e-3 relative accuracy
-    under vmap; ``(a * b).sum()`` is accurate but writes a temporary the size of the model.)
+    A single float32 BLAS dot over millions of entries loses up to 1e-4 relative accuracy; one
+    per chunk keeps the error near a pairwise sum's while reading each tensor once (about twice
+    as fast as ``(a * b).sum()``, which writes a temporary the size of the tensor).
     """
     a, b = a.reshape(-1), b.reshape(-1)
-    rows = a.numel() // _CHUNK
-    if rows < 2:
-        return (a * b).sum()
-    cut = rows * _CHUNK
-    main = torch.linalg.vecdot(a[:cut].reshape(rows, _CHUNK), b[:cut].reshape(rows, _CHUNK))
-    total = main.sum()
-    if cut < a.numel():
-        total = total + (a[cut:] * b[cut:]).sum()
-    return total
+    if a.numel() <= _CHUNK:
+        return torch.dot(a, b)
+    return torch.stack(
+        [torch.dot(x, y) for x, y in zip(a.split(_CHUNK), b.split(_CHUNK), strict=True)]
+    ).sum()
 
 
 class _CrossTerms(torch.autograd.Function):

@@ -100,6 +100,7 @@ class Simulator:
             self.schedule = [idx.to(device) for idx in schedule_of(update, batch_size)]
         self._stats: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         self._recording = False
+        self._autograd_leaves: dict[str, torch.Tensor] | None = None
         for name, layer in batchnorm_layers(victim.module).items():
             layer.register_forward_pre_hook(self._hook(name))
 
@@ -140,7 +141,7 @@ class Simulator:
         return per_sample.mean() if self.reduction == "mean" else per_sample.sum()
 
     def _gradient_candidate(
-        self, x: torch.Tensor, soft: torch.Tensor | None
+        self, x: torch.Tensor, soft: torch.Tensor | None, autograd: bool
     ) -> tuple[torch.Tensor, BnStats]:
         params = self.victim.params
         frozen = {n: p for n, p in params.items() if n not in self.matched}
@@ -149,9 +150,22 @@ class Simulator:
             out, stats = self._forward({**frozen, **active}, x, self.collect_bn)
             return self._criterion(out, self.labels, soft), stats
 
+        if autograd:
+            leaves = self._leaves()
+            loss, stats = loss_fn(leaves)
+            found = torch.autograd.grad(loss, list(leaves.values()), create_graph=True)
+            return self.objective(list(found)), stats
         active = {n: params[n] for n in self.matched}
         grads, stats = grad(loss_fn, has_aux=True)(active)
         return self.objective([grads[n] for n in self.matched]), stats
+
+    def _leaves(self) -> dict[str, torch.Tensor]:
+        """The matched parameters as autograd leaves (made once, reused every iteration)."""
+        if self._autograd_leaves is None:
+            self._autograd_leaves = {
+                n: self.victim.params[n].detach().requires_grad_(True) for n in self.matched
+            }
+        return self._autograd_leaves
 
     def local_delta(
         self, x: torch.Tensor, soft: torch.Tensor | None = None
@@ -189,17 +203,22 @@ class Simulator:
         return self.objective([delta[n] for n in self.matched]), stats
 
     def candidate(
-        self, x: torch.Tensor, soft: torch.Tensor | None = None
+        self, x: torch.Tensor, soft: torch.Tensor | None = None, *, autograd: bool = False
     ) -> tuple[torch.Tensor, BnStats]:
         """Distance and BN statistics of ONE candidate batch (N×C×H×W); vmap this over seeds.
 
-        Only torch.func transforms may differentiate through it: regular autograd around a
-        vmapped train-mode ``batch_norm`` double backward gives wrong gradients (torch 2.x), so
-        the engine takes the candidates' gradients with ``torch.func.grad`` as well.
+        Only torch.func transforms may differentiate through the vmapped computation: regular
+        autograd around a vmapped train-mode ``batch_norm`` double backward gives wrong
+        gradients (torch 2.x), so the engine takes the seeds' gradients with ``torch.func.grad``.
+        ``autograd=True`` (one seed, no vmap, shared updates only) computes the same values with
+        regular autograd (``create_graph``), which runs about 1.5× faster on CPU; differentiate
+        it with ``torch.autograd.grad``.
         """
         if self.kind == "delta":
+            if autograd:
+                raise ValueError("the autograd path covers shared gradients, not FedAvg deltas")
             return self._delta_candidate(x, soft)
-        return self._gradient_candidate(x, soft)
+        return self._gradient_candidate(x, soft, autograd)
 
     @torch.no_grad()
     def evaluate(
