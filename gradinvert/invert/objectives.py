@@ -105,15 +105,29 @@ class GradientDistance:
     - ``layer-cosine``: the mean over tensors of 1 − cos(g_l, g*_l)
     """
 
-    def __init__(self, kind: str, target: Sequence[torch.Tensor]) -> None:
+    def __init__(
+        self,
+        kind: str,
+        target: Sequence[torch.Tensor],
+        dead: Sequence[float] | None = None,
+    ) -> None:
+        """``dead``: per tensor, ||·||² of target entries left out of ``target`` because the
+        candidate's own entries there are exactly zero (kernel taps that only see padding,
+        see :mod:`gradinvert.invert.trim`); they enter every distance as constants."""
         if kind not in ("sql2", "l2", "cosine", "layer-cosine"):
             raise ValueError(f"unknown objective {kind!r}")
         if not target:
             raise ValueError("no tensors to match")
         self.kind = kind
         self.target = [t.detach() for t in target]
+        self.dead = torch.tensor(
+            list(dead) if dead is not None else [0.0] * len(self.target), dtype=torch.float32
+        )
+        if self.dead.shape != (len(self.target),):
+            raise ValueError("one dead-entry norm per target tensor")
         # Computed once: the target's norms (cosine distances).
-        self.layer_norms_vector = torch.stack([torch.sqrt(_dot(t, t)) for t in self.target])
+        live = torch.stack([_dot(t, t) for t in self.target])
+        self.layer_norms_vector = torch.sqrt(live + self.dead.to(live.device))
         self.norm = torch.sqrt(self.layer_norms_vector.square().sum())
 
     def __call__(self, grads: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -122,7 +136,7 @@ class GradientDistance:
         if len(grads) != count:
             raise ValueError(f"expected {count} tensors, got {len(grads)}")
         if self.kind in ("sql2", "l2"):
-            squared = _SquaredDifferences.apply(count, *grads, *self.target)
+            squared = _SquaredDifferences.apply(count, *grads, *self.target) + self.dead
             if self.kind == "sql2":
                 return squared.sum()
             # clamped: the norm's gradient at an exact match is 0, not NaN
@@ -137,6 +151,7 @@ class GradientDistance:
     def to(self, device: torch.device | str) -> GradientDistance:
         """Move the target (and its norms) to ``device``."""
         self.target = [t.to(device) for t in self.target]
+        self.dead = self.dead.to(device)
         self.layer_norms_vector = self.layer_norms_vector.to(device)
         self.norm = self.norm.to(device)
         return self

@@ -15,7 +15,7 @@ simulated differentiably and the simulated delta is matched to the shared one.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -26,6 +26,7 @@ from gradinvert.bnstats import batchnorm_layers, channel_stats
 from gradinvert.capture import minibatch_schedule
 from gradinvert.files import UpdateFile
 from gradinvert.invert.objectives import GradientDistance
+from gradinvert.invert.trim import Trim, trim_dead_taps
 from gradinvert.models.restore import model_from_update
 
 BnStats = tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]
@@ -41,14 +42,19 @@ class Victim:
     trainable: list[str]  # parameters the client updated (those the update carries)
     bn_names: list[str]
     training: bool
+    trims: dict[str, Trim] = field(default_factory=dict)  # weights cut to their live taps
 
 
-def build_victim(update: UpdateFile, device: torch.device | str) -> Victim:
-    """Rebuild the exact model the client received, ready for functional calls."""
+def build_victim(update: UpdateFile, device: torch.device | str, trim: bool = True) -> Victim:
+    """Rebuild the exact model the client received, ready for functional calls.
+
+    ``trim``: drop the kernel taps that only see zero padding (:mod:`.trim`; exact).
+    """
     module = model_from_update(update, device)
     training = update.mode == "train"
     if training:
         replace_all_batch_norm_modules_(module)
+    trims = trim_dead_taps(module, tuple(update.input.shape)) if trim else {}
     for param in module.parameters():
         param.requires_grad_(False)
     names = [n for n, _ in module.named_parameters()]
@@ -59,6 +65,7 @@ def build_victim(update: UpdateFile, device: torch.device | str) -> Victim:
         trainable=[n for n in names if n in update.update],
         bn_names=list(batchnorm_layers(module)),
         training=training,
+        trims=trims,
     )
 
 
@@ -86,9 +93,18 @@ class Simulator:
         self.victim = victim
         self.labels = None if labels is None else labels.to(device)
         self.matched = list(matched)
-        self.objective = GradientDistance(
-            objective, [update.update[n].float() for n in self.matched]
-        ).to(device)
+        targets, dead = [], []
+        for name in self.matched:
+            target = update.update[name].float()
+            trim = victim.trims.get(name)
+            if trim is not None:
+                live = trim.apply(target)
+                dead.append(float(target.double().square().sum() - live.double().square().sum()))
+                target = live.contiguous()
+            else:
+                dead.append(0.0)
+            targets.append(target)
+        self.objective = GradientDistance(objective, targets, dead).to(device)
         self.collect_bn = collect_bn and bool(victim.bn_names)
         self.reduction = update.loss.get("reduction", "mean")
         self.kind = update.kind
