@@ -57,7 +57,7 @@ SCENARIOS = {
     "ig-b1": Scenario("ig-b1", "resnet18", 1, "ig", 1000, target_db=15.0),
     "ig-b4": Scenario("ig-b4", "resnet18", 4, "ig", 1000, target_db=14.9),
     "gi-b4": Scenario("gi-b4", "resnet18", 4, "gradinversion", 1000, "train", True, target_db=13.0),
-    "dlg": Scenario("dlg", "lenet", 1, "dlg", 300, target_db=30.0, note="right label given"),
+    "dlg": Scenario("dlg", "lenet", 1, "dlg", 300, target_db=30.0),
 }
 
 
@@ -95,14 +95,8 @@ def run_scenario(
     )
     update = capture_update(model, spec, input_spec, images, torch.tensor(truth_labels), capture)
 
-    labels_used: list[int] | None
-    if scenario.attack == "dlg" or labels_from == "truth":
-        labels_used, source = truth_labels, "truth"
-    else:
-        from gradinvert.labels import restore_labels
-
-        restored = restore_labels(update, method="auto", batch_size=update.batch_size)
-        labels_used, source = list(restored.labels), f"restored ({restored.method})"
+    # As `gradinvert invert` without --labels: the tool restores (or, for DLG, learns) them.
+    labels_used = truth_labels if labels_from == "truth" else None
     settings = {**scenario.overrides, **overrides}
     config = preset(
         scenario.attack,
@@ -132,6 +126,8 @@ def run_scenario(
         merged = group_targets(pixels, registration=config.registration)[0]
         consensus = sum(_score(merged, images)) / scenario.batch
     correct = sorted(result.labels.tolist()) == sorted(truth_labels)
+    record = result.metadata["labels"]
+    source = "truth" if labels_from == "truth" else f"{record['source']} ({record['method']})"
     return {
         "scenario": scenario.name,
         "model": scenario.model,
