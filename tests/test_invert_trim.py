@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from invert_support import make_update, one_thread  # noqa: F401 (fixture)
 from torch import nn
 
+from gradinvert.files import LocalTraining
 from gradinvert.invert.objectives import GradientDistance
 from gradinvert.invert.simulate import Simulator, build_victim
 from gradinvert.invert.trim import TrimmedConv2d, live_taps, trim_dead_taps
@@ -72,12 +73,23 @@ def test_no_trim_where_every_tap_sees_the_input() -> None:
     assert isinstance(model[0], nn.Conv2d)
 
 
-@pytest.mark.parametrize("objective", ["l2", "sql2", "cosine", "layer-cosine"])
-def test_trimmed_resnet_distance_and_gradient_equal_the_full_model(objective: str) -> None:
+@pytest.mark.parametrize(
+    ("objective", "local"),
+    [
+        ("l2", None),
+        ("sql2", None),
+        ("cosine", None),
+        ("layer-cosine", None),
+        ("l2", LocalTraining(steps=2, lr=0.5, batch_size=1)),
+    ],
+)
+def test_trimmed_resnet_distance_and_gradient_equal_the_full_model(
+    objective: str, local: LocalTraining | None
+) -> None:
     """ResNet-18 at 16 px (1×1 maps in layer3 and layer4) and a noisy update, so the dead taps
     of the target are not zero: values and image gradients match the full model. (Eval mode:
     train-mode BN over 2 values per channel amplifies float32 rounding beyond any tolerance.)"""
-    update, images, labels = make_update("resnet18", count=2, size=16, num_classes=4)
+    update, images, labels = make_update("resnet18", count=2, size=16, num_classes=4, local=local)
     generator = torch.Generator().manual_seed(1)
     for name, value in update.update.items():
         update.update[name] = value + 1e-3 * torch.randn(value.shape, generator=generator)
@@ -88,9 +100,14 @@ def test_trimmed_resnet_distance_and_gradient_equal_the_full_model(objective: st
         simulator = Simulator(
             victim, update, labels, victim.trainable, objective, False, "cpu", batch_size=2
         )
-        candidate = x.clone().requires_grad_()
-        distance, _ = simulator.candidate(candidate, autograd=True)
-        (gradient,) = torch.autograd.grad(distance, candidate)
+        if local is None:
+            candidate = x.clone().requires_grad_()
+            distance, _ = simulator.candidate(candidate, autograd=True)
+            (gradient,) = torch.autograd.grad(distance, candidate)
+        else:  # FedAvg deltas go through torch.func
+            gradient, distance = torch.func.grad_and_value(
+                lambda c, s=simulator: s.candidate(c)[0]
+            )(x)
         results.append((victim.trims, distance.detach(), gradient))
     (untrimmed, d_full, g_full), (trims, d_trim, g_trim) = results
     assert untrimmed == {}
