@@ -33,16 +33,19 @@ SAMPLES = ROOT.parent / "samples"
 SIGMAS = (0.001, 0.01, 0.1, 1.0)
 
 
-def _photos(batch: int) -> tuple[torch.Tensor, torch.Tensor]:
-    known = json.loads((SAMPLES / "labels.json").read_text(encoding="utf-8"))["images32"]
+def _photos(batch: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    folder = f"images{size}"
+    known = json.loads((SAMPLES / "labels.json").read_text(encoding="utf-8"))[folder]
     names = sorted(known)[:batch]
-    images, _ = load_images([SAMPLES / "images32" / n for n in names])
+    images, _ = load_images([SAMPLES / folder / n for n in names])
     return images, torch.tensor([int(known[n]) for n in names])
 
 
-def similarities(model_name: str, mode: str, batch: int) -> tuple[list[float], float | None]:
+def similarities(
+    model_name: str, mode: str, batch: int, size: int
+) -> tuple[list[float], float | None]:
     """Cosine similarity to the shared gradient per σ, and the smallest BN batch variance."""
-    images, labels = _photos(batch)
+    images, labels = _photos(batch, size)
     mean, std = NORMALIZATIONS["imagenet"]
     input_spec = InputSpec(tuple(images.shape[1:]), mean, std)  # type: ignore[arg-type]
     spec = model_spec(model_name, 10, input_spec.shape)
@@ -62,7 +65,7 @@ def similarities(model_name: str, mode: str, batch: int) -> tuple[list[float], f
         grads = torch.autograd.grad(F.cross_entropy(model(clean + sigma * noise), labels), params)
         model.load_state_dict(state)  # train-mode forwards move the running statistics
         flat = torch.cat([g.flatten() for g in grads])
-        result.append(float(F.cosine_similarity(flat, target, dim=0)))
+        result.append(float(F.cosine_similarity(flat.double(), target.double(), dim=0)))
     smallest = None
     if update.bn_stats:
         smallest = min(float(var.min()) for _, var in update.bn_stats.values())
@@ -71,29 +74,32 @@ def similarities(model_name: str, mode: str, batch: int) -> tuple[list[float], f
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--batches", default="4,8", help="batch sizes, comma-separated")
+    parser.add_argument("--size", type=int, default=32, choices=[32, 64, 224])
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "bn_sensitivity.md")
     args = parser.parse_args()
     torch.set_num_threads(1)
     lines = [
-        "# Gradient similarity near the true batch (samples/images32, random-init models)",
+        f"# Gradient similarity near the true batch (samples/images{args.size}, random-init "
+        "models)",
         "",
-        f"{platform.machine()} CPU, torch {torch.__version__}; batch {args.batch}; cosine "
+        f"{platform.machine()} CPU, torch {torch.__version__}; {args.size} px; cosine "
         "similarity between the gradient at truth + σ·N(0, 1) (normalized input units) and the "
         "shared gradient.",
         "",
-        "| model | BN mode | "
+        "| model | batch | BN mode | "
         + " | ".join(f"σ = {s:g}" for s in SIGMAS)
         + " | smallest BN batch variance |",
-        "|---|---|" + "---|" * (len(SIGMAS) + 1),
+        "|---|---|---|" + "---|" * (len(SIGMAS) + 1),
     ]
     for model_name in ("resnet18", "convnet"):
-        for mode in ("eval", "train"):
-            sims, smallest = similarities(model_name, mode, args.batch)
-            cells = " | ".join(f"{s:.3f}" for s in sims)
-            tail = "–" if smallest is None else f"{smallest:.2g}"
-            lines.append(f"| {model_name} | {mode} | {cells} | {tail} |")
-            print(lines[-1], flush=True)
+        for batch in [int(b) for b in args.batches.split(",")]:
+            for mode in ("eval", "train"):
+                sims, smallest = similarities(model_name, mode, batch, args.size)
+                cells = " | ".join(f"{s:.3f}" for s in sims)
+                tail = "–" if smallest is None else f"{smallest:.2g}"
+                lines.append(f"| {model_name} | {batch} | {mode} | {cells} | {tail} |")
+                print(lines[-1], flush=True)
     text = "\n".join(lines) + "\n"
     print(text)
     args.out.parent.mkdir(parents=True, exist_ok=True)
