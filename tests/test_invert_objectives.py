@@ -48,6 +48,26 @@ def test_layer_cosine_by_hand() -> None:
     assert float(GradientDistance("layer-cosine", T)(G)) == pytest.approx(expected)
 
 
+def test_relative_weights_by_hand() -> None:
+    """Each tensor pair divided by ||g*_l|| (here 1 and √3) before the distance."""
+    assert float(GradientDistance("sql2", T, relative=True)(G)) == pytest.approx(8 + 15 / 3)
+    expected_l2 = math.sqrt(8) + math.sqrt(15 / 3)
+    assert float(GradientDistance("l2", T, relative=True)(G)) == pytest.approx(expected_l2)
+    dot, g_sq, t_sq = 1.0 - 1.0 / 3, 9.0 + 10.0 / 3, 1.0 + 3.0 / 3
+    expected_cos = 1 - dot / math.sqrt(g_sq * t_sq)
+    assert float(GradientDistance("cosine", T, relative=True)(G)) == pytest.approx(expected_cos)
+    plain = float(GradientDistance("layer-cosine", T)(G))
+    assert float(GradientDistance("layer-cosine", T, relative=True)(G)) == pytest.approx(plain)
+
+
+def test_relative_weights_give_an_all_zero_target_the_mean_weight() -> None:
+    target = [T[0], T[1], torch.zeros(2)]
+    grads = [G[0], G[1], torch.tensor([3.0, 4.0])]
+    mean_weight = (1 / 1 + 1 / math.sqrt(3)) / 2
+    expected = 8 + 15 / 3 + 25 * mean_weight**2
+    assert float(GradientDistance("sql2", target, relative=True)(grads)) == pytest.approx(expected)
+
+
 def _naive(kind: str, grads: list[torch.Tensor], target: list[torch.Tensor]) -> torch.Tensor:
     if kind == "sql2":
         return sum(((g - t) ** 2).sum() for g, t in zip(grads, target, strict=True))
@@ -65,14 +85,16 @@ def _naive(kind: str, grads: list[torch.Tensor], target: list[torch.Tensor]) -> 
     return sum(1 - c for c in cosines) / len(cosines)
 
 
+@pytest.mark.parametrize("relative", [False, True])
 @pytest.mark.parametrize("kind", ["sql2", "l2", "cosine", "layer-cosine"])
-def test_fused_distances_match_autograd_under_vmap(kind: str) -> None:
-    """Values and gradients (vmapped over 2 seeds) against plain float64 formulas."""
+def test_fused_distances_match_autograd_under_vmap(kind: str, relative: bool) -> None:
+    """Values and gradients (vmapped over 2 seeds) against plain float64 formulas; ``relative``
+    equals the plain distance of every tensor pair divided by ||g*_l||."""
     generator = torch.Generator().manual_seed(0)
-    shapes = [(3, 5), (7, 1000), (4096,), (1,)]  # tiny, chunk + tail, exact chunks, scalar
-    target = [torch.randn(s, generator=generator) for s in shapes]
+    shapes = [(3, 5), (7, 20000), (131072,), (1,)]  # tiny, chunks + tail, exact chunks, scalar
+    target = [torch.randn(s, generator=generator) * (i + 1) for i, s in enumerate(shapes)]
     grads = [torch.randn((2, *s), generator=generator) for s in shapes]
-    distance = GradientDistance(kind, target)
+    distance = GradientDistance(kind, target, relative=relative)
 
     def fused(*gs: torch.Tensor) -> torch.Tensor:
         return distance(list(gs))
@@ -82,7 +104,12 @@ def test_fused_distances_match_autograd_under_vmap(kind: str) -> None:
     gradients = torch.func.vmap(torch.func.grad(fused, argnums=argnums))(*grads)
     for seed in range(2):
         leaves = [g[seed].double().requires_grad_() for g in grads]
-        expected = _naive(kind, leaves, [t.double() for t in target])
+        scales = [t.double().norm() if relative else 1.0 for t in target]
+        expected = _naive(
+            kind,
+            [g / c for g, c in zip(leaves, scales, strict=True)],
+            [t.double() / c for t, c in zip(target, scales, strict=True)],
+        )
         expected_grads = torch.autograd.grad(expected, leaves)
         assert float(values[seed]) == pytest.approx(expected.item(), rel=1e-5)
         for got, want in zip(gradients, expected_grads, strict=True):

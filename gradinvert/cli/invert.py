@@ -92,6 +92,14 @@ def invert(
         str | None,
         typer.Option("--layers", help="Matched tensors: all, or top-k:N (largest ||g*||)."),
     ] = None,
+    layer_weights: Annotated[
+        str | None,
+        typer.Option(
+            "--layer-weights",
+            help="uniform, or relative: each tensor divided by ||g*_l|| so every layer counts "
+            "alike whatever its scale.",
+        ),
+    ] = None,
     gradient_weight: Annotated[
         float | None, typer.Option("--gradient-weight", help="Weight of the distance (α_G).")
     ] = None,
@@ -169,6 +177,7 @@ def invert(
         warmup=warmup,
         objective=objective,
         layers=layers,
+        layer_weights=layer_weights,
         gradient_weight=gradient_weight,
         tv=tv,
         l2=l2,

@@ -116,7 +116,15 @@ def _prepare(
     matched = select_layers(victim.trainable, update.update, config.layers)
     labels = None if choice.labels is None else torch.tensor(choice.labels, dtype=torch.long)
     simulator = Simulator(
-        victim, update, labels, matched, config.objective, config.bn > 0, device, batch_size
+        victim,
+        update,
+        labels,
+        matched,
+        config.objective,
+        config.bn > 0,
+        device,
+        batch_size,
+        relative=config.layer_weights == "relative",
     )
     return victim, simulator, matched
 

@@ -20,6 +20,7 @@ SCHEDULERS = ("none", "step", "cosine")
 PICKS = ("best", "consensus")
 INITS = ("randn", "rand")
 REGISTRATION_CHOICES = ("none", "translate", "translate-flip")
+LAYER_WEIGHTS = ("uniform", "relative")
 
 
 @dataclass
@@ -38,6 +39,7 @@ class AttackConfig:
     warmup: int = 0  # linear lr warm-up iterations (cosine scheduler)
     objective: str = "cosine"  # l2 (per layer) | sql2 | cosine (global) | layer-cosine
     layers: str = "all"  # all | top-k:N (the N parameter tensors with the largest ||g*||)
+    layer_weights: str = "uniform"  # uniform | relative (each tensor divided by ||g*_l|| first)
     gradient_weight: float = 1.0
     tv: float = 0.0  # anisotropic total variation, mean |dx| + mean |dy|
     l2: float = 0.0  # image L2 norm
@@ -73,6 +75,7 @@ class AttackConfig:
         choice("registration", self.registration, REGISTRATION_CHOICES)
         choice("pick", self.pick, PICKS)
         choice("init", self.init, INITS)
+        choice("layer-weights", self.layer_weights, LAYER_WEIGHTS)
         try:
             parse_layers(self.layers)
         except UsageError as exc:

@@ -27,22 +27,11 @@ def select_layers(names: Sequence[str], target: dict[str, torch.Tensor], spec: s
     return [n for n in names if n in keep]
 
 
-_CHUNK = 1 << 16
-
-
 def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """⟨a, b⟩ as a sum of BLAS dots over chunks of 65536 entries.
-
-    A single float32 BLAS dot over millions of entries loses up to 1e-4 relative accuracy; one
-    per chunk keeps the error near a pairwise sum's while reading each tensor once (about twice
-    as fast as ``(a * b).sum()``, which writes a temporary the size of the tensor).
-    """
-    a, b = a.reshape(-1), b.reshape(-1)
-    if a.numel() <= _CHUNK:
-        return torch.dot(a, b)
-    return torch.stack(
-        [torch.dot(x, y) for x, y in zip(a.split(_CHUNK), b.split(_CHUNK), strict=True)]
-    ).sum()
+    """⟨a, b⟩ as ``(a * b).sum()``: torch's pairwise summation keeps float32 sums over millions
+    of entries accurate (a single BLAS dot loses up to 1e-4 relative), and on CPU it is as fast
+    as BLAS dots over chunks, about twice as fast as ``linalg.vecdot`` rows."""
+    return (a * b).sum()
 
 
 class _CrossTerms(torch.autograd.Function):
@@ -110,10 +99,15 @@ class GradientDistance:
         kind: str,
         target: Sequence[torch.Tensor],
         dead: Sequence[float] | None = None,
+        relative: bool = False,
     ) -> None:
         """``dead``: per tensor, ||·||² of target entries left out of ``target`` because the
         candidate's own entries there are exactly zero (kernel taps that only see padding,
-        see :mod:`gradinvert.invert.trim`); they enter every distance as constants."""
+        see :mod:`gradinvert.invert.trim`); they enter every distance as constants.
+
+        ``relative``: divide each tensor pair by the target tensor's norm ||g*_l|| before the
+        distance, so every layer counts alike whatever its scale (tensors whose target is all
+        zero get the mean weight of the others)."""
         if kind not in ("sql2", "l2", "cosine", "layer-cosine"):
             raise ValueError(f"unknown objective {kind!r}")
         if not target:
@@ -127,7 +121,14 @@ class GradientDistance:
             raise ValueError("one dead-entry norm per target tensor")
         # Computed once: the target's norms (cosine distances).
         live = torch.stack([_dot(t, t) for t in self.target])
-        self.layer_norms_vector = torch.sqrt(live + self.dead.to(live.device))
+        norms = torch.sqrt(live + self.dead.to(live.device))
+        # weights w_l: every tensor pair is scaled by w_l before the distance
+        self.weights = torch.ones_like(norms)
+        if relative:
+            nonzero = norms > 0
+            fallback = (1.0 / norms[nonzero]).mean() if bool(nonzero.any()) else norms.new_ones(())
+            self.weights = torch.where(nonzero, 1.0 / norms.clamp_min(1e-30), fallback)
+        self.layer_norms_vector = norms * self.weights
         self.norm = torch.sqrt(self.layer_norms_vector.square().sum())
 
     def __call__(self, grads: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -137,11 +138,13 @@ class GradientDistance:
             raise ValueError(f"expected {count} tensors, got {len(grads)}")
         if self.kind in ("sql2", "l2"):
             squared = _SquaredDifferences.apply(count, *grads, *self.target) + self.dead
+            squared = squared * self.weights.square()
             if self.kind == "sql2":
                 return squared.sum()
             # clamped: the norm's gradient at an exact match is 0, not NaN
             return torch.sqrt(squared.clamp_min(1e-30)).sum()
         dots, squares = _CrossTerms.apply(count, *grads, *self.target)
+        dots, squares = dots * self.weights.square(), squares * self.weights.square()
         if self.kind == "cosine":
             norm = torch.sqrt(squares.sum())
             return 1.0 - dots.sum() / (norm * self.norm).clamp_min(1e-30)
@@ -152,6 +155,7 @@ class GradientDistance:
         """Move the target (and its norms) to ``device``."""
         self.target = [t.to(device) for t in self.target]
         self.dead = self.dead.to(device)
+        self.weights = self.weights.to(device)
         self.layer_norms_vector = self.layer_norms_vector.to(device)
         self.norm = self.norm.to(device)
         return self

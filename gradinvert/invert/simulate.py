@@ -89,6 +89,7 @@ class Simulator:
         collect_bn: bool,
         device: torch.device | str,
         batch_size: int,
+        relative: bool = False,
     ) -> None:
         self.victim = victim
         self.labels = None if labels is None else labels.to(device)
@@ -104,7 +105,7 @@ class Simulator:
             else:
                 dead.append(0.0)
             targets.append(target)
-        self.objective = GradientDistance(objective, targets, dead).to(device)
+        self.objective = GradientDistance(objective, targets, dead, relative).to(device)
         self.collect_bn = collect_bn and bool(victim.bn_names)
         self.reduction = update.loss.get("reduction", "mean")
         self.kind = update.kind
