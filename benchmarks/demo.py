@@ -2,7 +2,8 @@
 
 Runs the demo chain (capture → labels → invert → evaluate on 4 sample photos, convnet in train
 mode with shared BN statistics, GradInversion preset with 4 seeds) as the demo runs it, with the
-paper's weights, and with the preset untouched; prints a markdown table of PSNR / SSIM / time.
+paper's weights, with the preset untouched, and with per-layer relative weights; prints a
+markdown table of PSNR / SSIM / time.
 
     .venv/bin/python benchmarks/demo.py [--iterations 1000] [--out benchmarks/results/demo.md]
 """
@@ -32,6 +33,14 @@ def main() -> None:
         ("demo: α_G 1, first BN ×10", DemoConfig().overrides),
         ("paper weights: α_G 1e-3, first BN ×10", {"gradient_weight": 1e-3, "bn_first": 10.0}),
         ("preset as shipped (tuned on ResNet-18)", {}),
+        (
+            "relative layer weights, α_G 1, first BN ×10",
+            {"layer_weights": "relative", "gradient_weight": 1.0, "bn_first": 10.0},
+        ),
+        (
+            "relative layer weights, α_G 10, first BN ×10",
+            {"layer_weights": "relative", "gradient_weight": 10.0, "bn_first": 10.0},
+        ),
     )
     for label, overrides in settings:
         with tempfile.TemporaryDirectory() as tmp:
