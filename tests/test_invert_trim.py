@@ -67,6 +67,21 @@ def test_trimmed_conv_gives_the_same_output_and_live_gradients(
     assert torch.count_nonzero(dead) == 0  # the dead taps' gradient is exactly zero
 
 
+def test_a_conv_reused_on_maps_of_different_sizes_is_left_alone() -> None:
+    class Pyramid(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 3, 3, padding=1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            small = self.conv(F.avg_pool2d(x, x.shape[-1]))  # 1×1: dead taps here only
+            return self.conv(x).mean() + small.mean()
+
+    model = Pyramid()
+    assert trim_dead_taps(model, (3, 8, 8)) == {}
+    assert isinstance(model.conv, nn.Conv2d)
+
+
 def test_no_trim_where_every_tap_sees_the_input() -> None:
     model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1))
     assert trim_dead_taps(model, (3, 8, 8)) == {}

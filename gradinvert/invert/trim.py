@@ -73,12 +73,13 @@ class TrimmedConv2d(nn.Module):
         return F.conv2d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
 
 
-def _input_sizes(module: nn.Module, shape: tuple[int, ...]) -> dict[str, tuple[int, int]]:
-    sizes: dict[str, tuple[int, int]] = {}
+def _input_sizes(module: nn.Module, shape: tuple[int, ...]) -> dict[str, set[tuple[int, int]]]:
+    """Every input size each Conv2d sees in one forward (a reused layer may see several)."""
+    sizes: dict[str, set[tuple[int, int]]] = {}
 
     def recorder(name: str):  # noqa: ANN202 (a forward pre-hook)
         def hook(_module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
-            sizes.setdefault(name, (int(args[0].shape[-2]), int(args[0].shape[-1])))
+            sizes.setdefault(name, set()).add((int(args[0].shape[-2]), int(args[0].shape[-1])))
 
         return hook
 
@@ -104,13 +105,16 @@ def trim_dead_taps(module: nn.Module, input_shape: tuple[int, ...]) -> dict[str,
     sizes = _input_sizes(module, input_shape)
     trims: dict[str, Trim] = {}
     for name, conv in list(module.named_modules()):
-        if not isinstance(conv, nn.Conv2d) or conv.padding_mode != "zeros" or name not in sizes:
+        if not isinstance(conv, nn.Conv2d) or conv.padding_mode != "zeros":
             continue
+        if len(sizes.get(name, ())) != 1:
+            continue  # unused, or reused on maps of different sizes
+        (size,) = sizes[name]
         if isinstance(conv.padding, str):
             continue  # "same"/"valid": no dead taps worth the trouble
         windows = [
             live_taps(
-                sizes[name][axis],
+                size[axis],
                 conv.kernel_size[axis],
                 conv.stride[axis],
                 conv.padding[axis],
@@ -125,6 +129,6 @@ def trim_dead_taps(module: nn.Module, input_shape: tuple[int, ...]) -> dict[str,
         trim = Trim((windows[0].start, windows[0].stop), (windows[1].start, windows[1].stop))
         parent_name, _, child = name.rpartition(".")
         parent = module.get_submodule(parent_name) if parent_name else module
-        setattr(parent, child, TrimmedConv2d(conv, trim, sizes[name]))
+        setattr(parent, child, TrimmedConv2d(conv, trim, size))
         trims[f"{name}.weight"] = trim
     return trims
