@@ -16,36 +16,26 @@ the 1/σ_BN factor that amplifies small input changes.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from common import RESULTS, sample_photos, write_result
 
 from gradinvert.capture import CaptureConfig, capture_update
-from gradinvert.images import load_images
 from gradinvert.models import NORMALIZATIONS, InputSpec, build_model, model_spec
 from gradinvert.models.restore import model_from_update
 
-ROOT = Path(__file__).resolve().parent
-SAMPLES = ROOT.parent / "samples"
 SIGMAS = (0.001, 0.01, 0.1, 1.0)
-
-
-def _photos(batch: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    folder = f"images{size}"
-    known = json.loads((SAMPLES / "labels.json").read_text(encoding="utf-8"))[folder]
-    names = sorted(known)[:batch]
-    images, _ = load_images([SAMPLES / folder / n for n in names])
-    return images, torch.tensor([int(known[n]) for n in names])
 
 
 def similarities(
     model_name: str, mode: str, batch: int, size: int
 ) -> tuple[list[float], float | None]:
     """Cosine similarity to the shared gradient per σ, and the smallest BN batch variance."""
-    images, labels = _photos(batch, size)
+    images, label_list = sample_photos(batch, size)
+    labels = torch.tensor(label_list)
     mean, std = NORMALIZATIONS["imagenet"]
     input_spec = InputSpec(tuple(images.shape[1:]), mean, std)  # type: ignore[arg-type]
     spec = model_spec(model_name, 10, input_spec.shape)
@@ -76,7 +66,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batches", default="4,8", help="batch sizes, comma-separated")
     parser.add_argument("--size", type=int, default=32, choices=[32, 64, 224])
-    parser.add_argument("--out", type=Path, default=ROOT / "results" / "bn_sensitivity.md")
+    parser.add_argument("--out", type=Path, default=RESULTS / "bn_sensitivity.md")
     args = parser.parse_args()
     torch.set_num_threads(1)
     lines = [
@@ -101,9 +91,7 @@ def main() -> None:
                 lines.append(f"| {model_name} | {batch} | {mode} | {cells} | {tail} |")
                 print(lines[-1], flush=True)
     text = "\n".join(lines) + "\n"
-    print(text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text, encoding="utf-8")
+    write_result(text, args.out)
 
 
 if __name__ == "__main__":

@@ -23,18 +23,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from common import RESULTS, sample_photos, write_result
 
 from gradinvert.capture import CaptureConfig, capture_update
 from gradinvert.device import resolve_device
-from gradinvert.images import load_images
 from gradinvert.invert import preset, run_attack
 from gradinvert.invert.allocator import keep_freed_memory
 from gradinvert.invert.engine import Engine
 from gradinvert.metrics import assign, pairwise_mse, psnr
 from gradinvert.models import NORMALIZATIONS, InputSpec, build_model, model_spec
-
-ROOT = Path(__file__).resolve().parent
-SAMPLES = ROOT.parent / "samples"
 
 
 @dataclass
@@ -61,13 +58,6 @@ SCENARIOS = {
 }
 
 
-def _photos(batch: int) -> tuple[torch.Tensor, list[int]]:
-    known = json.loads((SAMPLES / "labels.json").read_text(encoding="utf-8"))["images32"]
-    names = sorted(known)[:batch]
-    images, _ = load_images([SAMPLES / "images32" / n for n in names])
-    return images, [int(known[n]) for n in names]
-
-
 def _score(recon: torch.Tensor, truth: torch.Tensor) -> list[float]:
     matching = assign(pairwise_mse(recon, truth), "mse")
     pairs = matching.truth_of()
@@ -83,7 +73,7 @@ def run_scenario(
     overrides: dict[str, Any],
 ) -> dict[str, Any]:
     """Capture, attack, then score; returns one table row."""
-    images, truth_labels = _photos(scenario.batch)
+    images, truth_labels = sample_photos(scenario.batch)
     mean, std = NORMALIZATIONS["imagenet"]
     input_spec = InputSpec(tuple(images.shape[1:]), mean, std)  # type: ignore[arg-type]
     spec = model_spec(scenario.model, 10, input_spec.shape)
@@ -151,7 +141,7 @@ def run_scenario(
 def reference_baselines(batch: int) -> dict[str, float]:
     """PSNR of trivial guesses that need the truth: what a "reconstruction" without content
     scores (mid-gray; the batch's mean colour; each image's own mean colour)."""
-    images, _ = _photos(batch)
+    images, _ = sample_photos(batch)
     guesses = {
         "mid-gray 0.5": torch.full_like(images, 0.5),
         "batch mean colour": images.mean(dim=(0, 2, 3), keepdim=True).expand_as(images),
@@ -190,7 +180,7 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], help="attack setting key=value")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=ROOT / "results" / "invert_quality.md")
+    parser.add_argument("--out", type=Path, default=RESULTS / "invert_quality.md")
     parser.add_argument(
         "--baselines",
         action="store_true",
@@ -199,8 +189,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.baselines:
         text = _baselines_table([1, 4])
-        print(text)
-        (ROOT / "results" / "invert_baselines.md").write_text(text, encoding="utf-8")
+        write_result(text, RESULTS / "invert_baselines.md")
         return
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -243,9 +232,7 @@ def main() -> None:
             f"| {json.dumps(r['overrides']) if r['overrides'] else 'preset'} |"
         )
     text = "\n".join(lines) + "\n"
-    print(text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text, encoding="utf-8")
+    write_result(text, args.out)
 
 
 if __name__ == "__main__":

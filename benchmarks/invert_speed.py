@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from common import RESULTS, write_result
 
 from gradinvert.capture import CaptureConfig, capture_update
 from gradinvert.device import resolve_device
@@ -29,8 +30,6 @@ from gradinvert.invert.engine import Engine
 from gradinvert.invert.priors import bn_reference
 from gradinvert.models import InputSpec, build_model, model_spec
 from gradinvert.models.restore import model_from_update
-
-ROOT = Path(__file__).resolve().parent
 
 
 def _timed(fn, device: torch.device) -> float:  # noqa: ANN001
@@ -63,7 +62,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--out", type=Path, default=ROOT / "results" / "invert_speed.md")
+    parser.add_argument("--out", type=Path, default=RESULTS / "invert_speed.md")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -132,9 +131,7 @@ def main() -> None:
             f"| {seconds / reference:.2f} |"
         )
     text = "\n".join(lines) + "\n"
-    print(text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text, encoding="utf-8")
+    write_result(text, args.out)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,33 @@
+"""What the benchmark scripts share: the sample photographs with their labels, and writing a
+result table (printed, and saved under benchmarks/results/)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from gradinvert.images import load_images
+
+ROOT = Path(__file__).resolve().parent
+SAMPLES = ROOT.parent / "samples"
+RESULTS = ROOT / "results"
+
+
+def sample_photos(batch: int, size: int = 32, start: int = 0) -> tuple[torch.Tensor, list[int]]:
+    """Photos ``start … start+batch-1`` (by file name) of samples/images{size}, and their labels."""
+    folder = f"images{size}"
+    known = json.loads((SAMPLES / "labels.json").read_text(encoding="utf-8"))[folder]
+    names = sorted(known)[start : start + batch]
+    if len(names) < batch:
+        raise SystemExit(f"samples/{folder} has fewer than {start + batch} photos")
+    images, _ = load_images([SAMPLES / folder / name for name in names])
+    return images, [int(known[name]) for name in names]
+
+
+def write_result(text: str, path: Path) -> None:
+    """Print a result table and save it to ``path``."""
+    print(text)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
