@@ -123,12 +123,13 @@ class GradientDistance:
         live = torch.stack([_dot(t, t) for t in self.target])
         norms = torch.sqrt(live + self.dead.to(live.device))
         # weights w_l: every tensor pair is scaled by w_l before the distance
-        self.weights = torch.ones_like(norms)
+        weights = torch.ones_like(norms)
         if relative:
             nonzero = norms > 0
             fallback = (1.0 / norms[nonzero]).mean() if bool(nonzero.any()) else norms.new_ones(())
-            self.weights = torch.where(nonzero, 1.0 / norms.clamp_min(1e-30), fallback)
-        self.layer_norms_vector = norms * self.weights
+            weights = torch.where(nonzero, 1.0 / norms.clamp_min(1e-30), fallback)
+        self.squared_weights = weights.square()
+        self.layer_norms_vector = norms * weights
         self.norm = torch.sqrt(self.layer_norms_vector.square().sum())
 
     def __call__(self, grads: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -138,13 +139,13 @@ class GradientDistance:
             raise ValueError(f"expected {count} tensors, got {len(grads)}")
         if self.kind in ("sql2", "l2"):
             squared = _SquaredDifferences.apply(count, *grads, *self.target) + self.dead
-            squared = squared * self.weights.square()
+            squared = squared * self.squared_weights
             if self.kind == "sql2":
                 return squared.sum()
             # clamped: the norm's gradient at an exact match is 0, not NaN
             return torch.sqrt(squared.clamp_min(1e-30)).sum()
         dots, squares = _CrossTerms.apply(count, *grads, *self.target)
-        dots, squares = dots * self.weights.square(), squares * self.weights.square()
+        dots, squares = dots * self.squared_weights, squares * self.squared_weights
         if self.kind == "cosine":
             norm = torch.sqrt(squares.sum())
             return 1.0 - dots.sum() / (norm * self.norm).clamp_min(1e-30)
@@ -155,7 +156,7 @@ class GradientDistance:
         """Move the target (and its norms) to ``device``."""
         self.target = [t.to(device) for t in self.target]
         self.dead = self.dead.to(device)
-        self.weights = self.weights.to(device)
+        self.squared_weights = self.squared_weights.to(device)
         self.layer_norms_vector = self.layer_norms_vector.to(device)
         self.norm = self.norm.to(device)
         return self

@@ -32,9 +32,14 @@ class Trim:
         return tensor[..., self.rows[0] : self.rows[1], self.cols[0] : self.cols[1]]
 
 
+def output_size(size: int, kernel: int, stride: int, padding: int, dilation: int) -> int:
+    """Length of a convolution's output along one axis (PyTorch's formula)."""
+    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+
+
 def live_taps(size: int, kernel: int, stride: int, padding: int, dilation: int) -> range:
     """Kernel offsets that touch at least one real (non-padding) input position."""
-    out = (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+    out = output_size(size, kernel, stride, padding, dilation)
     live = [
         tap
         for tap in range(kernel)
@@ -58,8 +63,7 @@ class TrimmedConv2d(nn.Module):
             axis = 1 - dim  # cols pad the last dimension, rows the one before
             size, stride = in_size[axis], conv.stride[axis]
             padding, dilation = conv.padding[axis], conv.dilation[axis]  # type: ignore[index]
-            kernel = conv.kernel_size[axis]
-            out = (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+            out = output_size(size, conv.kernel_size[axis], stride, padding, dilation)
             before = padding - start * dilation
             span = dilation * (stop - start - 1) + 1
             after = (out - 1) * stride + span - size - before
