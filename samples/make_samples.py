@@ -1,4 +1,4 @@
-"""Build gradinvert's sample images from real photographs shipped with scikit-image.
+"""Build gradinvert's sample images and prior-training corpora from data shipped in PyPI wheels.
 
 Run from anywhere with ``python samples/make_samples.py``. The script crops recognisable regions
 (a face, a cat's eye, a cup, a rocket, ...) out of the full-resolution ``skimage.data`` photos,
@@ -6,11 +6,18 @@ downscales each crop with a Lanczos filter (never upscales) and writes:
 
 * ``samples/images32/``, ``samples/images64/``, ``samples/images224/``: RGB PNGs;
 * ``samples/labels.json``: a class index per image (at most 10 classes, for ``--num-classes 10``);
-* ``samples/PROVENANCE.md``: source photo, crop box and license of every image.
+* ``samples/digits32/``: scikit-learn's ``load_digits()`` images 0-1499 as 32x32 RGB PNGs, with a
+  ``labels.json`` (file name -> digit); indices 1500 and up are reserved and never written;
+* ``samples/patches32/``: seeded random 32x32 crops of the training photos (``PATCH_SOURCES``),
+  with a ``labels.json`` (file name -> index of the source photo in ``PATCH_SOURCES``);
+* ``samples/splits.json``: which sample images tune and which validate (``HELD_OUT_SOURCES``),
+  and the digit index ranges for prior training and validation (DESIGN.md section 8);
+* ``samples/PROVENANCE.md``: source, recipe and license of every image.
 
 Only photos that ship inside the scikit-image wheel (no download at run time) and that
-scikit-image documents as public domain or CC0 are used. The output is deterministic: the same
-inputs and library versions give the same bytes on every run.
+scikit-image documents as public domain or CC0 are used, plus the digits bundled with
+scikit-learn. The output is deterministic: the same inputs and library versions give the same
+bytes on every run.
 """
 
 from __future__ import annotations
@@ -24,10 +31,39 @@ from pathlib import Path
 
 import numpy as np
 import skimage.data
+import sklearn
+import sklearn.datasets
 from PIL import Image
 
 SAMPLES_DIR = Path(__file__).resolve().parent
 SIZES: tuple[int, ...] = (32, 64, 224)
+
+# Photos the patch prior trains on; the held-out photos only ever validate (their crops in
+# images32/64/224 form the "validation" split of splits.json, every other crop the "tuning" one).
+PATCH_SOURCES: tuple[str, ...] = ("astronaut", "coffee", "rocket", "hubble_deep_field")
+HELD_OUT_SOURCES: tuple[str, ...] = ("chelsea", "retina")
+PATCH_FOLDER = "patches32"
+PATCH_SIZE = 32
+PATCH_COUNT = 3000
+PATCH_SEED = 20_240_832
+# Side lengths (source pixels) of the square boxes, about 1.25x apart: every patch is a downscale.
+PATCH_SIDES: tuple[int, ...] = (32, 40, 48, 64, 80, 96, 128, 160, 192, 256)
+
+# load_digits() indices: only [0, DIGITS_SHIPPED) are ever written; the rest is reserved for
+# independent evaluation (DESIGN.md section 8). Ranges are half-open.
+DIGITS_FOLDER = "digits32"
+DIGITS_SIZE = 32
+DIGITS_SHIPPED = 1500
+DIGITS_PRIOR_TRAINING: tuple[int, int] = (0, 1400)
+DIGITS_VALIDATION: tuple[int, int] = (1400, 1500)
+DIGITS_LICENSE = (
+    "Creative Commons Attribution 4.0 International (CC BY 4.0), "
+    "https://creativecommons.org/licenses/by/4.0/"
+)
+DIGITS_CITATION = (
+    "E. Alpaydin and C. Kaynak (1998). Optical Recognition of Handwritten Digits [Dataset]. "
+    "UCI Machine Learning Repository. https://doi.org/10.24432/C50P49"
+)
 
 CLASSES: tuple[str, ...] = (
     "person",
@@ -150,18 +186,25 @@ def load_source(name: str) -> np.ndarray:
     return image
 
 
-def render(image: np.ndarray, crop: Crop, size: int) -> Image.Image:
-    """Cut ``crop.box`` out of ``image`` and downscale it to ``size`` x ``size`` pixels."""
-    left, top, right, bottom = crop.box
+def downscale(
+    image: np.ndarray, box: tuple[int, int, int, int], size: int, what: str
+) -> Image.Image:
+    """Cut the square ``box`` out of ``image`` and downscale it to ``size`` x ``size`` (Lanczos)."""
+    left, top, right, bottom = box
     height, width = image.shape[:2]
     if not (0 <= left < right <= width and 0 <= top < bottom <= height):
-        raise ValueError(f"{crop.name}: box {crop.box} is outside the {width}x{height} photo")
+        raise ValueError(f"{what}: box {box} is outside the {width}x{height} photo")
     if right - left != bottom - top:
-        raise ValueError(f"{crop.name}: box {crop.box} is not square")
+        raise ValueError(f"{what}: box {box} is not square")
     if right - left < size:
-        raise ValueError(f"{crop.name}: a {right - left}px box would be upscaled to {size}px")
+        raise ValueError(f"{what}: a {right - left}px box would be upscaled to {size}px")
     region = Image.fromarray(np.ascontiguousarray(image[top:bottom, left:right]))
     return region.resize((size, size), Image.Resampling.LANCZOS)
+
+
+def render(image: np.ndarray, crop: Crop, size: int) -> Image.Image:
+    """Cut ``crop.box`` out of ``image`` and downscale it to ``size`` x ``size`` pixels."""
+    return downscale(image, crop.box, size, crop.name)
 
 
 def file_name(index: int, crop: Crop) -> str:
@@ -169,30 +212,169 @@ def file_name(index: int, crop: Crop) -> str:
     return f"{index:02d}_{crop.name}.png"
 
 
-def build(out_dir: Path = SAMPLES_DIR) -> dict[str, dict[str, int]]:
-    """Write every image, ``labels.json`` and ``PROVENANCE.md``; return the per-folder labels."""
+def crops_at(size: int) -> list[Crop]:
+    """The crops written at ``size``, in file order."""
+    return [crop for crop in CROPS if size in crop.sizes]
+
+
+def fresh_folder(folder: Path) -> Path:
+    """Empty ``folder`` (creating it if needed) so that no stale file survives a rebuild."""
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    return folder
+
+
+def write_json(path: Path, payload: object) -> None:
+    """Write ``payload`` as indented JSON with a trailing newline."""
+    path.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+
+
+def check_sources() -> None:
+    """Crop names are unique, and every photo either trains the patch prior or is held out."""
     names = [crop.name for crop in CROPS]
     if len(set(names)) != len(names):
         raise ValueError("crop names must be unique")
+    if set(PATCH_SOURCES) & set(HELD_OUT_SOURCES):
+        raise ValueError("a photo cannot both train the patch prior and be held out")
+    if set(PATCH_SOURCES) | set(HELD_OUT_SOURCES) != set(SOURCES):
+        raise ValueError("every source photo must be in PATCH_SOURCES or HELD_OUT_SOURCES")
+
+
+def build(out_dir: Path = SAMPLES_DIR) -> dict[str, dict[str, int]]:
+    """Write every image folder, the JSON files and ``PROVENANCE.md``; return per-folder labels."""
+    check_sources()
     photos = {name: load_source(name) for name in SOURCES}
     labels: dict[str, dict[str, int]] = {}
     rows: dict[int, list[str]] = {}
     for size in SIZES:
-        folder = out_dir / f"images{size}"
-        if folder.exists():
-            shutil.rmtree(folder)
-        folder.mkdir(parents=True)
+        folder = fresh_folder(out_dir / f"images{size}")
         labels[folder.name] = {}
         rows[size] = []
-        chosen = [crop for crop in CROPS if size in crop.sizes]
-        for index, crop in enumerate(chosen):
+        for index, crop in enumerate(crops_at(size)):
             name = file_name(index, crop)
             render(photos[crop.source], crop, size).save(folder / name, format="PNG", optimize=True)
             labels[folder.name][name] = CLASSES.index(crop.label)
             rows[size].append(provenance_row(name, crop))
-    payload = {"classes": list(CLASSES), **labels}
-    (out_dir / "labels.json").write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
-    (out_dir / "PROVENANCE.md").write_text(provenance(rows, photos), encoding="utf-8")
+    write_json(out_dir / "labels.json", {"classes": list(CLASSES), **labels})
+    write_json(out_dir / "splits.json", splits())
+    digit_labels = build_digits(out_dir / DIGITS_FOLDER)
+    patches = plan_patches({name: photos[name].shape[:2] for name in PATCH_SOURCES})
+    patch_labels = build_patches(out_dir / PATCH_FOLDER, patches, photos)
+    text = provenance(rows, photos) + digits_provenance(digit_labels) + patches_provenance(patches)
+    (out_dir / "PROVENANCE.md").write_text(text, encoding="utf-8")
+    return {**labels, DIGITS_FOLDER: digit_labels, PATCH_FOLDER: patch_labels}
+
+
+def splits() -> dict[str, object]:
+    """Tuning / validation split of the sample images and the digit ranges (``splits.json``)."""
+    payload: dict[str, object] = {}
+    for size in SIZES:
+        names = [(file_name(i, crop), crop.source) for i, crop in enumerate(crops_at(size))]
+        payload[f"images{size}"] = {
+            "validation": [name for name, source in names if source in HELD_OUT_SOURCES],
+            "tuning": [name for name, source in names if source not in HELD_OUT_SOURCES],
+        }
+    payload["patch_sources"] = list(PATCH_SOURCES)
+    payload["held_out_sources"] = list(HELD_OUT_SOURCES)
+    payload["digits"] = {
+        "prior_training": index_range(DIGITS_PRIOR_TRAINING),
+        "validation": index_range(DIGITS_VALIDATION),
+        "reserved_never_used": f"{DIGITS_SHIPPED}+",
+    }
+    return payload
+
+
+def index_range(bounds: tuple[int, int]) -> str:
+    """A half-open index range as inclusive digit file stems, e.g. ``"0000-1399"``."""
+    start, stop = bounds
+    return f"{start:04d}-{stop - 1:04d}"
+
+
+def digit_image(pixels: np.ndarray) -> Image.Image:
+    """One 8x8 ``load_digits()`` image (values 0-16) as a 32x32 RGB picture.
+
+    Values map to ``round(v / 16 * 255)``; the 8x8 grey image is upscaled with Pillow's bilinear
+    filter and the grey level replicated to three channels.
+    """
+    grey = np.round(np.asarray(pixels, dtype=np.float64) / 16 * 255).astype(np.uint8)
+    small = Image.fromarray(np.ascontiguousarray(grey)).convert("L")
+    return small.resize((DIGITS_SIZE, DIGITS_SIZE), Image.Resampling.BILINEAR).convert("RGB")
+
+
+def digit_file_name(index: int) -> str:
+    """``load_digits()`` index as a PNG name, e.g. ``0042.png``."""
+    return f"{index:04d}.png"
+
+
+def build_digits(folder: Path) -> dict[str, int]:
+    """Write ``load_digits()`` images ``0 .. DIGITS_SHIPPED - 1`` and their ``labels.json``."""
+    digits = sklearn.datasets.load_digits()
+    folder = fresh_folder(folder)
+    labels: dict[str, int] = {}
+    for index in range(DIGITS_SHIPPED):
+        name = digit_file_name(index)
+        digit_image(digits.images[index]).save(folder / name, format="PNG", optimize=True)
+        labels[name] = int(digits.target[index])
+    write_json(folder / "labels.json", labels)
+    return labels
+
+
+@dataclass(frozen=True)
+class Patch:
+    """A random square region of a training photo, optionally mirrored left-right."""
+
+    source: str
+    box: tuple[int, int, int, int]  # (left, top, right, bottom) in source pixels
+    flipped: bool
+
+
+def plan_patches(
+    shapes: dict[str, tuple[int, int]], count: int = PATCH_COUNT, seed: int = PATCH_SEED
+) -> list[Patch]:
+    """Draw ``count`` boxes over ``PATCH_SOURCES`` (``shapes``: name -> (H, W)), the same every run.
+
+    Every source gets the same number of patches (up to one), in a shuffled order; the side is
+    drawn from ``PATCH_SIDES`` (clipped to the photo), the position uniformly, the flip by a coin.
+    """
+    rng = np.random.default_rng(seed)
+    per_source = -(-count // len(PATCH_SOURCES))
+    order = rng.permutation(np.repeat(np.arange(len(PATCH_SOURCES)), per_source)[:count])
+    patches = []
+    for source_index in order:
+        source = PATCH_SOURCES[int(source_index)]
+        height, width = shapes[source]
+        side = min(PATCH_SIDES[int(rng.integers(len(PATCH_SIDES)))], height, width)
+        left = int(rng.integers(width - side + 1))
+        top = int(rng.integers(height - side + 1))
+        flipped = bool(rng.integers(2))
+        patches.append(Patch(source, (left, top, left + side, top + side), flipped))
+    return patches
+
+
+def render_patch(image: np.ndarray, patch: Patch, index: int) -> Image.Image:
+    """Downscale ``patch.box`` of ``image`` to ``PATCH_SIZE`` pixels and mirror it if flipped."""
+    picture = downscale(image, patch.box, PATCH_SIZE, f"patch {index}")
+    return picture.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if patch.flipped else picture
+
+
+def patch_file_name(index: int) -> str:
+    """Patch number as a PNG name, e.g. ``00042.png``."""
+    return f"{index:05d}.png"
+
+
+def build_patches(
+    folder: Path, patches: list[Patch], photos: dict[str, np.ndarray]
+) -> dict[str, int]:
+    """Write the planned patches and their ``labels.json`` (index of the source photo)."""
+    folder = fresh_folder(folder)
+    labels: dict[str, int] = {}
+    for index, patch in enumerate(patches):
+        name = patch_file_name(index)
+        picture = render_patch(photos[patch.source], patch, index)
+        picture.save(folder / name, format="PNG", optimize=True)
+        labels[name] = PATCH_SOURCES.index(patch.source)
+    write_json(folder / "labels.json", labels)
     return labels
 
 
@@ -237,6 +419,15 @@ def provenance(rows: dict[int, list[str]], photos: dict[str, np.ndarray]) -> str
             f"| `{source.function}()` | {source.description} | {source.origin} | "
             f"{source.license} | {pixels.shape[0]}x{pixels.shape[1]} | `{digest}` |"
         )
+    held_out = ", ".join(f"`{name}()`" for name in HELD_OUT_SOURCES)
+    lines += [
+        "",
+        "## Tuning and validation split",
+        "",
+        f"`splits.json` puts every image cut from {held_out} in the `validation` split and all",
+        "other images in the `tuning` split. No patch of `patches32/` comes from a held-out photo:",
+        "they are for validation only, never for training a prior or tuning a preset.",
+    ]
     for size in SIZES:
         lines += [
             "",
@@ -249,12 +440,80 @@ def provenance(rows: dict[int, list[str]], photos: dict[str, np.ndarray]) -> str
     return "\n".join(lines) + "\n"
 
 
+def digits_provenance(labels: dict[str, int]) -> str:
+    """The ``digits32/`` section of ``PROVENANCE.md``."""
+    version = ".".join(sklearn.__version__.split(".")[:2])
+    counts = np.bincount(list(labels.values()), minlength=10)
+    per_digit = ", ".join(f"{digit}: {int(n)}" for digit, n in enumerate(counts))
+    lines = [
+        "",
+        f"## {DIGITS_FOLDER}/ ({DIGITS_SIZE}x{DIGITS_SIZE} RGB)",
+        "",
+        f"{len(labels)} images: `sklearn.datasets.load_digits()` indices "
+        f"0-{DIGITS_SHIPPED - 1}, file `NNNN.png` = index NNNN.",
+        f"`{DIGITS_FOLDER}/labels.json` maps each file name to its digit ({per_digit}).",
+        f"Indices {DIGITS_SHIPPED} and up are reserved for independent evaluation and are "
+        "written nowhere.",
+        f"Generative priors train on {index_range(DIGITS_PRIOR_TRAINING)} and validate on "
+        f"{index_range(DIGITS_VALIDATION)} (`splits.json`).",
+        "",
+        "- Source: the UCI ML hand-written digits data set (Optical Recognition of",
+        "  Handwritten Digits, its 1797-image test set), E. Alpaydin and C. Kaynak,",
+        "  Bogazici University, 1998, as shipped in scikit-learn",
+        f"  (scikit-learn {version}, `load_digits()`).",
+        f"- License: {DIGITS_LICENSE},",
+        "  as listed on the UCI Machine Learning Repository record",
+        "  https://archive.ics.uci.edu/dataset/80/optical+recognition+of+handwritten+digits",
+        "  (scikit-learn's `load_digits().DESCR` states no license of its own).",
+        f"- Attribution: {DIGITS_CITATION}.",
+        "- Changes: each 8x8 image (values 0-16) mapped to uint8 `round(v / 16 * 255)`,",
+        "  upscaled to 32x32 with Pillow's bilinear filter (`Image.resize`, mode `L`),",
+        "  grey replicated to RGB.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def patches_provenance(patches: list[Patch]) -> str:
+    """The ``patches32/`` section of ``PROVENANCE.md``: recipe and per-source counts."""
+    lines = [
+        "",
+        f"## {PATCH_FOLDER}/ ({PATCH_SIZE}x{PATCH_SIZE} RGB)",
+        "",
+        f"{len(patches)} random crops (`00000.png` ...) of the training photos only; "
+        f"{', '.join(f'`{name}()`' for name in HELD_OUT_SOURCES)} are held out.",
+        f"Recipe: `numpy.random.default_rng({PATCH_SEED})`; the patches are spread evenly over",
+        "the sources in a shuffled order; each is a square box whose side is drawn uniformly from",
+        f"{', '.join(str(side) for side in PATCH_SIDES)} px (clipped to the photo), at a uniform",
+        f"position, downscaled to {PATCH_SIZE}x{PATCH_SIZE} with Pillow's Lanczos filter (never",
+        "upscaled) and mirrored left-right with probability 1/2 (see `plan_patches`).",
+        f"`{PATCH_FOLDER}/labels.json` maps each file name to the index of its source photo in",
+        "`PATCH_SOURCES` (the label column below). Licenses: those of the source photographs",
+        "above.",
+        "",
+        "| Label | Source | Patches | Mirrored |",
+        "|---|---|---|---|",
+    ]
+    for label, source in enumerate(PATCH_SOURCES):
+        chosen = [patch for patch in patches if patch.source == source]
+        mirrored = sum(patch.flipped for patch in chosen)
+        lines.append(f"| {label} | `skimage.data.{source}()` | {len(chosen)} | {mirrored} |")
+    sides = [patch.box[2] - patch.box[0] for patch in patches]
+    per_side = ", ".join(f"{side} px: {sides.count(side)}" for side in sorted(set(sides)))
+    lines += ["", f"Box sides: {per_side}."]
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     """Regenerate all samples and print a short summary."""
     labels = build()
     for folder, entries in labels.items():
-        classes = sorted({CLASSES[i] for i in entries.values()})
-        print(f"{folder}: {len(entries)} images, classes: {', '.join(classes)}")
+        if folder == DIGITS_FOLDER:
+            kinds = f"digits: {', '.join(str(d) for d in sorted(set(entries.values())))}"
+        elif folder == PATCH_FOLDER:
+            kinds = f"sources: {', '.join(PATCH_SOURCES)}"
+        else:
+            kinds = f"classes: {', '.join(sorted({CLASSES[i] for i in entries.values()}))}"
+        print(f"{folder}: {len(entries)} images, {kinds}")
 
 
 if __name__ == "__main__":
