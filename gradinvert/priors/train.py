@@ -1,0 +1,647 @@
+"""Train a DCGAN generator adversarially on a folder of images (``gradinvert train-prior``).
+
+The standard DCGAN recipe (Radford et al. 2016, as in PyTorch's DCGAN example): images scaled to
+[-1, 1]; generator and discriminator initialised with :func:`dcgan_init_`; per step one
+discriminator update on a real and a fake batch (binary cross-entropy on logits, real = 1,
+fake = 0, the two halves summed), then one generator update with the non-saturating loss
+(the same fake batch labelled real); both optimised by Adam (lr 2e-4, betas 0.5, 0.999).
+
+Every random draw comes from seeded CPU ``torch.Generator`` objects (initialisation, the
+per-epoch shuffle, the latents), so a run with a seed gives the same weights on CPU, and a run
+continued from a checkpoint ends with exactly the weights of an uninterrupted one. An epoch is
+``N // batch`` steps over a fresh shuffle (the incomplete last batch is dropped); a batch size
+larger than the number of images means one batch of all of them.
+
+Ctrl-C (SIGINT, main thread): the current step finishes, a checkpoint is written when one was
+asked for, and :class:`InterruptedRun` (exit 130) is raised; a second Ctrl-C aborts at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import math
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+
+from gradinvert.atomic import atomic_path
+from gradinvert.errors import GradinvertError, InvalidInputError, MissingInputError, UsageError
+from gradinvert.generators import (
+    DCGANDiscriminator,
+    DCGANGenerator,
+    dcgan_init_,
+    save_generator,
+)
+from gradinvert.generators.dcgan import SIZES
+from gradinvert.images import expand_image_paths, load_images
+from gradinvert.invert.engine import InterruptedRun, fingerprint
+
+CHECKPOINT_FORMAT = "gradinvert-train-prior-checkpoint/1"
+RECIPE = "DCGAN (Radford et al. 2016)"
+SAMPLE_COUNT = 64
+SAMPLE_COLUMNS = 8
+SAMPLE_TILE = 64  # sample tiles are enlarged (nearest neighbour) to at least this many pixels
+SAMPLE_GAP = 2
+
+Log = Callable[[str], None]
+
+
+class DivergedTraining(GradinvertError):
+    """A loss became non-finite."""
+
+
+# ---------------------------------------------------------------------- configuration
+
+
+@dataclass
+class TrainPriorConfig:
+    """Settings of one ``train-prior`` run (the DCGAN recipe's defaults)."""
+
+    size: int = 32
+    epochs: int = 25
+    batch_size: int = 64
+    lr: float = 2e-4
+    betas: tuple[float, float] = (0.5, 0.999)
+    seed: int = 0
+    ngf: int = 64  # generator width; the discriminator uses the same width (ndf)
+    channels: int = 3
+
+    def validate(self) -> None:
+        """Raise one :class:`UsageError` naming every bad setting."""
+        problems = []
+        if self.size not in SIZES:
+            problems.append(f"--size {self.size}: choose {' or '.join(map(str, SIZES))}")
+        if self.epochs < 1:
+            problems.append(f"--epochs {self.epochs}: must be at least 1")
+        if self.batch_size < 1:
+            problems.append(f"--batch-size {self.batch_size}: must be at least 1")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            problems.append(f"--lr {self.lr}: must be a positive number")
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            problems.append(f"betas {tuple(self.betas)}: two numbers in [0, 1)")
+        if self.ngf < 1:
+            problems.append(f"ngf {self.ngf}: must be at least 1")
+        if self.channels not in (1, 3):
+            problems.append(f"channels {self.channels}: 1 or 3")
+        if problems:
+            raise UsageError("; ".join(problems))
+
+    def fingerprint_fields(self) -> dict[str, Any]:
+        """The settings a checkpoint must share with the run resuming it (not ``epochs``:
+        a finished run may be continued for more epochs)."""
+        fields = dataclasses.asdict(self)
+        del fields["epochs"]
+        fields["betas"] = list(self.betas)
+        return fields
+
+
+# ---------------------------------------------------------------------- images
+
+
+def canonical_images(paths: Sequence[Path]) -> tuple[list[Path], list[str]]:
+    """Image files without duplicates, sorted by their names relative to their common folder.
+
+    Training order and hash then depend on which files are given, not on how the command
+    line (or a shell glob) listed them, nor on where the folder lies.
+    """
+    unique: dict[Path, Path] = {}
+    for path in paths:
+        unique.setdefault(Path(path).resolve(), Path(path))
+    if not unique:
+        raise InvalidInputError("no image files given")
+    resolved = list(unique)
+    root = Path(os.path.commonpath([str(p.parent) for p in resolved]))
+    named = sorted((p.relative_to(root).as_posix(), unique[p]) for p in resolved)
+    return [p for _, p in named], [n for n, _ in named]
+
+
+def images_hash(paths: Sequence[Path], names: Sequence[str] | None = None) -> str:
+    """SHA-256 over the images in sorted order: each relative name, NUL, byte count, bytes."""
+    if names is None:
+        paths, names = canonical_images(paths)
+    digest = hashlib.sha256()
+    for name, path in sorted(zip(names, paths, strict=True)):
+        data = Path(path).read_bytes()
+        digest.update(name.encode("utf-8") + b"\0")
+        digest.update(len(data).to_bytes(8, "little"))
+        digest.update(data)
+    return digest.hexdigest()
+
+
+def _prepare_images(
+    images: Sequence[str | os.PathLike[str]] | torch.Tensor, config: TrainPriorConfig
+) -> tuple[torch.Tensor, str, list[Path]]:
+    """Images in [0, 1] (N×C×size×size), their hash and (for files) their canonical order."""
+    if isinstance(images, torch.Tensor):
+        shape = (config.channels, config.size, config.size)
+        if images.ndim != 4 or tuple(images.shape[1:]) != shape or images.shape[0] == 0:
+            raise InvalidInputError(
+                f"images tensor of shape {tuple(images.shape)}: need N×{shape[0]}×{shape[1]}"
+                f"×{shape[2]} with N ≥ 1"
+            )
+        pixels = images.detach().float().cpu()
+        if not bool(torch.isfinite(pixels).all()):
+            raise InvalidInputError("images tensor holds non-finite values")
+        return pixels.clamp(0, 1).contiguous(), "tensor:" + fingerprint(pixels), []
+    paths, names = canonical_images(expand_image_paths(images))
+    pixels, _ = load_images(paths, size=config.size, channels=config.channels)
+    return pixels, images_hash(paths, names), paths
+
+
+# ---------------------------------------------------------------------- losses
+
+
+def discriminator_loss(d: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    """BCE on logits: real images labelled 1, fakes labelled 0, the two batch means summed.
+
+    Real and fake batches go through ``d`` separately (as in the DCGAN recipe, so its
+    BatchNorm sees one kind of batch at a time).
+    """
+    real_logits = d(real)
+    fake_logits = d(fake)
+    return F.binary_cross_entropy_with_logits(
+        real_logits, torch.ones_like(real_logits)
+    ) + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
+
+
+def generator_loss(d: nn.Module, fake: torch.Tensor) -> torch.Tensor:
+    """The non-saturating generator loss: BCE on logits of the fakes labelled real."""
+    logits = d(fake)
+    return F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits))
+
+
+# ---------------------------------------------------------------------- samples
+
+
+def render_samples(images: torch.Tensor, columns: int = SAMPLE_COLUMNS) -> Image.Image:
+    """A grid of generated images in [-1, 1]; small tiles enlarged by an integer factor."""
+    count, channels, height, width = images.shape
+    scale = max(1, math.ceil(SAMPLE_TILE / min(height, width)))
+    columns = min(columns, count)
+    rows = math.ceil(count / columns)
+    tile_w, tile_h = width * scale, height * scale
+    canvas = Image.new(
+        "RGB",
+        (columns * (tile_w + SAMPLE_GAP) + SAMPLE_GAP, rows * (tile_h + SAMPLE_GAP) + SAMPLE_GAP),
+        color=(255, 255, 255),
+    )
+    pixels = ((images.detach().float().cpu() + 1) / 2).clamp(0, 1)
+    array = (pixels * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    for k in range(count):
+        tile_array = np.ascontiguousarray(array[k])
+        if channels == 1:
+            tile = Image.fromarray(tile_array[:, :, 0], mode="L").convert("RGB")
+        else:
+            tile = Image.fromarray(tile_array, mode="RGB")
+        if scale > 1:
+            tile = tile.resize((tile_w, tile_h), Image.Resampling.NEAREST)
+        x = SAMPLE_GAP + (k % columns) * (tile_w + SAMPLE_GAP)
+        y = SAMPLE_GAP + (k // columns) * (tile_h + SAMPLE_GAP)
+        canvas.paste(tile, (x, y))
+    return canvas
+
+
+# ---------------------------------------------------------------------- the trainer
+
+
+@dataclass
+class StepInfo:
+    """What a progress display needs after each step."""
+
+    step: int  # steps done so far (all epochs)
+    total: int  # steps of the whole run
+    epoch: int  # the epoch this step belonged to (1-based)
+    epochs: int
+    loss_d: float
+    loss_g: float
+    epoch_done: bool  # the step finished its epoch
+
+
+@dataclass
+class PriorTrainer:
+    """State and loop of one adversarial training run (see the module docstring).
+
+    ``images``: N×C×size×size in [0, 1] (scaled to [-1, 1] here).
+    """
+
+    images: torch.Tensor
+    config: TrainPriorConfig
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    run_id: str = ""
+    epoch: int = 0  # completed epochs
+    epoch_step: int = 0  # steps done in the current epoch
+    step_count: int = 0
+    seconds: float = 0.0  # training wall time before this process (from a checkpoint)
+    history: list[tuple[float, float]] = field(default_factory=list)  # per epoch: mean D, G
+    _stop: bool = False
+
+    def __post_init__(self) -> None:
+        config, device = self.config, self.device
+        self.data = (self.images.to(device, torch.float32) * 2 - 1).contiguous()
+        self.count = int(self.data.shape[0])
+        self.batch = min(config.batch_size, self.count)
+        self.steps_per_epoch = self.count // self.batch
+        init_rng = torch.Generator().manual_seed(config.seed)
+        self.generator = DCGANGenerator(config.size, config.channels, ngf=config.ngf)
+        self.discriminator = DCGANDiscriminator(config.size, config.channels, ndf=config.ngf)
+        dcgan_init_(self.generator, init_rng)
+        dcgan_init_(self.discriminator, init_rng)
+        self.generator.to(device).train()
+        self.discriminator.to(device).train()
+        self.data_rng = torch.Generator().manual_seed(config.seed + 1)
+        self.noise_rng = torch.Generator().manual_seed(config.seed + 2)
+        self.fixed_latents = torch.randn(
+            (SAMPLE_COUNT, *self.generator.latent_shape),
+            generator=torch.Generator().manual_seed(config.seed + 3),
+        )
+        self.opt_g = self._adam(self.generator)
+        self.opt_d = self._adam(self.discriminator)
+        self.perm: torch.Tensor | None = None
+        self.sums = [0.0, 0.0]
+        self._saved_at = -1
+
+    def _adam(self, module: nn.Module) -> torch.optim.Adam:
+        return torch.optim.Adam(module.parameters(), lr=self.config.lr, betas=self.config.betas)
+
+    @property
+    def total_steps(self) -> int:
+        return self.config.epochs * self.steps_per_epoch
+
+    # ------------------------------------------------------------------ steps
+
+    def step(self) -> tuple[float, float]:
+        """One discriminator and one generator update; returns their losses."""
+        if self.perm is None:
+            self.perm = torch.randperm(self.count, generator=self.data_rng)
+        start = self.epoch_step * self.batch
+        index = self.perm[start : start + self.batch].to(self.device)
+        real = self.data[index]
+        z = torch.randn((self.batch, *self.generator.latent_shape), generator=self.noise_rng)
+        fake = self.generator(z.to(self.device))
+
+        self.opt_d.zero_grad(set_to_none=True)
+        loss_d = discriminator_loss(self.discriminator, real, fake.detach())
+        loss_d.backward()
+        self.opt_d.step()
+
+        self.opt_g.zero_grad(set_to_none=True)
+        loss_g = generator_loss(self.discriminator, fake)
+        loss_g.backward()
+        self.opt_g.step()
+
+        values = (loss_d.item(), loss_g.item())
+        if not all(math.isfinite(v) for v in values):
+            raise DivergedTraining(
+                f"the losses became non-finite at step {self.step_count + 1} (D {values[0]}, "
+                f"G {values[1]}); lower --lr"
+            )
+        self.sums[0] += values[0]
+        self.sums[1] += values[1]
+        self.step_count += 1
+        self.epoch_step += 1
+        if self.epoch_step == self.steps_per_epoch:
+            self.history.append((self.sums[0] / self.epoch_step, self.sums[1] / self.epoch_step))
+            self.epoch += 1
+            self.epoch_step = 0
+            self.perm = None
+            self.sums = [0.0, 0.0]
+        return values
+
+    @torch.no_grad()
+    def samples(self) -> torch.Tensor:
+        """The fixed latents through the generator in eval mode (as it will be used), [-1, 1]."""
+        self.generator.eval()
+        try:
+            return self.generator(self.fixed_latents.to(self.device)).cpu()
+        finally:
+            self.generator.train()
+
+    def write_samples(self, path: Path) -> None:
+        """Rewrite the samples grid PNG atomically."""
+        image = render_samples(self.samples())
+        with atomic_path(path) as tmp:
+            image.save(tmp, format="PNG")
+
+    # ------------------------------------------------------------------ loop
+
+    def request_stop(self) -> None:
+        """Stop after the current step (as Ctrl-C does)."""
+        self._stop = True
+
+    def run(
+        self,
+        checkpoint: Path | None = None,
+        samples: Path | None = None,
+        on_step: Callable[[PriorTrainer, StepInfo], None] | None = None,
+    ) -> None:
+        """Train until ``config.epochs``; checkpoint and samples after each epoch, Ctrl-C."""
+        epochs = self.config.epochs
+        started = time.monotonic()
+        base = self.seconds
+        wrote = False
+        with self._sigint_stops():
+            while self.epoch < epochs:
+                epoch = self.epoch + 1
+                loss_d, loss_g = self.step()
+                self.seconds = base + time.monotonic() - started
+                done = self.epoch_step == 0
+                wrote = False
+                if done:
+                    if samples is not None:
+                        self.write_samples(samples)
+                        wrote = True
+                    if checkpoint is not None:
+                        self.save(checkpoint)
+                if on_step is not None:
+                    info = StepInfo(
+                        self.step_count, self.total_steps, epoch, epochs, loss_d, loss_g, done
+                    )
+                    on_step(self, info)
+                if self._stop and self.epoch < epochs:
+                    where = f"epoch {self.epoch} + {self.epoch_step} steps of {epochs}"
+                    if checkpoint is not None:
+                        self.save(checkpoint)
+                        raise InterruptedRun(
+                            f"interrupted at {where}; checkpoint saved to {checkpoint}: rerun "
+                            "the same command with --resume"
+                        )
+                    raise InterruptedRun(f"interrupted at {where} (no --checkpoint given)")
+        if samples is not None and not wrote:
+            self.write_samples(samples)  # e.g. a resumed run that had nothing left to train
+
+    @contextlib.contextmanager
+    def _sigint_stops(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def handler(signum: int, frame: Any) -> None:
+            if self._stop:
+                raise KeyboardInterrupt
+            self._stop = True
+
+        previous = signal.signal(signal.SIGINT, handler)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue exactly where the run is (CPU tensors)."""
+
+        def cpu(value: Any) -> Any:
+            if isinstance(value, torch.Tensor):
+                return value.detach().cpu().clone()
+            if isinstance(value, dict):
+                return {k: cpu(v) for k, v in value.items()}
+            if isinstance(value, (list, tuple)):
+                return type(value)(cpu(v) for v in value)
+            return value
+
+        return cpu(
+            {
+                "format": CHECKPOINT_FORMAT,
+                "run_id": self.run_id,
+                "epoch": self.epoch,
+                "epoch_step": self.epoch_step,
+                "step": self.step_count,
+                "perm": self.perm,
+                "sums": list(self.sums),
+                "history": [list(h) for h in self.history],
+                "seconds": self.seconds,
+                "generator": self.generator.state_dict(),
+                "discriminator": self.discriminator.state_dict(),
+                "opt_g": self.opt_g.state_dict(),
+                "opt_d": self.opt_d.state_dict(),
+                "data_rng": self.data_rng.get_state(),
+                "noise_rng": self.noise_rng.get_state(),
+            }
+        )
+
+    def load_state_dict(self, state: dict[str, Any], source: str = "checkpoint") -> None:
+        """Continue from :meth:`state_dict`; refuses a checkpoint of another run."""
+        if state.get("format") != CHECKPOINT_FORMAT:
+            raise InvalidInputError(f"{source}: not a gradinvert train-prior checkpoint")
+        if state.get("run_id") != self.run_id:
+            raise UsageError(
+                f"{source}: the checkpoint belongs to another run (different images or "
+                "settings); start afresh without --resume or use another --checkpoint path"
+            )
+        if int(state["epoch"]) > self.config.epochs:
+            raise UsageError(
+                f"{source}: the checkpoint is at epoch {int(state['epoch'])}, past --epochs "
+                f"{self.config.epochs}"
+            )
+        try:
+            self.generator.load_state_dict(state["generator"])
+            self.discriminator.load_state_dict(state["discriminator"])
+            self.opt_g.load_state_dict(state["opt_g"])
+            self.opt_d.load_state_dict(state["opt_d"])
+            self.data_rng.set_state(state["data_rng"])
+            self.noise_rng.set_state(state["noise_rng"])
+        except (KeyError, RuntimeError, ValueError, TypeError) as exc:
+            raise InvalidInputError(f"{source}: damaged checkpoint ({exc})") from None
+        self.epoch = int(state["epoch"])
+        self.epoch_step = int(state["epoch_step"])
+        self.step_count = int(state["step"])
+        self.perm = state["perm"]
+        self.sums = [float(s) for s in state["sums"]]
+        self.history = [(float(d), float(g)) for d, g in state["history"]]
+        self.seconds = float(state["seconds"])
+        self._saved_at = self.step_count
+
+    def save(self, path: Path) -> None:
+        """Write a checkpoint atomically (``torch.save``; read back with ``weights_only``)."""
+        if self._saved_at == self.step_count and Path(path).exists():
+            return
+        with atomic_path(path) as tmp:
+            torch.save(self.state_dict(), tmp)
+        self._saved_at = self.step_count
+
+    def load(self, path: Path) -> None:
+        """Read a checkpoint written by :meth:`save` and continue from it."""
+        if not Path(path).exists():
+            raise MissingInputError(f"{path}: no checkpoint to resume from")
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise InvalidInputError(
+                f"{path}: not a readable checkpoint ({type(exc).__name__})"
+            ) from None
+        if not isinstance(state, dict):
+            raise InvalidInputError(f"{path}: not a gradinvert train-prior checkpoint")
+        self.load_state_dict(state, str(path))
+
+
+# ---------------------------------------------------------------------- the run
+
+
+@dataclass
+class TrainPriorResult:
+    """A trained generator (eval mode, on the CPU) and how it came about."""
+
+    generator: DCGANGenerator
+    losses: list[tuple[float, float]]  # per epoch: mean discriminator and generator loss
+    training: dict[str, Any]  # the generator file's ``training`` metadata
+
+
+def train_prior(
+    images: Sequence[str | os.PathLike[str]] | torch.Tensor,
+    config: TrainPriorConfig,
+    device: torch.device | str = "cpu",
+    progress: bool = False,
+    checkpoint: Path | None = None,
+    resume: bool = False,
+    samples: Path | None = None,
+    log: Log | None = None,
+    on_step: Callable[[PriorTrainer, StepInfo], None] | None = None,
+) -> TrainPriorResult:
+    """Train a DCGAN generator on ``images`` (files and folders, or an N×C×H×W [0, 1] tensor).
+
+    ``progress``: a rich progress bar on stderr (else ``log`` gets one line per epoch).
+    ``checkpoint``: written after every epoch and on Ctrl-C; with ``resume`` the run continues
+    from it and ends with exactly the weights of an uninterrupted run. ``samples``: a PNG grid
+    of 64 images from fixed latents, rewritten after every epoch.
+    """
+    config = dataclasses.replace(config, betas=tuple(config.betas))  # type: ignore[arg-type]
+    config.validate()
+    device = torch.device(device)
+    say = log or (lambda _message: None)
+    if resume and checkpoint is None:
+        raise UsageError("--resume needs --checkpoint PATH")
+    if resume and not Path(checkpoint).exists():  # type: ignore[arg-type]
+        raise MissingInputError(f"{checkpoint}: no checkpoint to resume from")
+    pixels, data_hash, _ = _prepare_images(images, config)
+    count = int(pixels.shape[0])
+    if config.batch_size > count:
+        say(
+            f"--batch-size {config.batch_size} is more than the {count} images: training on "
+            f"one batch of all {count} per epoch"
+        )
+    run_id = fingerprint(config.fingerprint_fields(), count, data_hash)
+    trainer = PriorTrainer(pixels, config, device, run_id=run_id)
+    if resume:
+        trainer.load(Path(checkpoint))  # type: ignore[arg-type]
+        say(
+            f"resuming from {checkpoint} at epoch {trainer.epoch} + {trainer.epoch_step} steps "
+            f"(step {trainer.step_count} of {trainer.total_steps})"
+        )
+    callback = _ProgressBar(trainer, on_step) if progress else _EpochLog(say, on_step)
+    try:
+        trainer.run(checkpoint, samples, callback)
+    finally:
+        if isinstance(callback, _ProgressBar):
+            callback.close()
+    generator = trainer.generator.cpu().eval()
+    losses = list(trainer.history)
+    last = losses[-1]
+    training = {
+        "method": "train-prior",
+        "recipe": RECIPE,
+        "images": count,
+        "images_hash": data_hash,
+        "epochs": config.epochs,
+        "batch_size": trainer.batch,
+        "steps": trainer.step_count,
+        "lr": config.lr,
+        "betas": list(config.betas),
+        "seed": config.seed,
+        "losses": {"d": last[0], "g": last[1]},
+        "loss_history": [[round(d, 5), round(g, 5)] for d, g in losses],
+        "seconds": round(trainer.seconds, 3),
+        "device": device.type,
+        "torch": torch.__version__,
+    }
+    return TrainPriorResult(generator, losses, training)
+
+
+def save_prior(result: TrainPriorResult, path: str | os.PathLike[str], half: bool = False) -> None:
+    """Write the trained generator as a generator file (``half``: float16 weights)."""
+    training = dict(result.training, dtype="float16" if half else "float32")
+    save_generator(path, result.generator, result.generator.arch(), training, half=half)
+
+
+class _EpochLog:
+    """Without a progress bar: one log line per finished epoch."""
+
+    def __init__(self, say: Log, inner: Callable[[PriorTrainer, StepInfo], None] | None) -> None:
+        self.say, self.inner = say, inner
+
+    def __call__(self, trainer: PriorTrainer, info: StepInfo) -> None:
+        if info.epoch_done:
+            loss_d, loss_g = trainer.history[-1]
+            self.say(
+                f"epoch {info.epoch}/{info.epochs}: loss_D {loss_d:.4f}  loss_G {loss_g:.4f}  "
+                f"({trainer.seconds:.1f} s)"
+            )
+        if self.inner is not None:
+            self.inner(trainer, info)
+
+
+class _ProgressBar:
+    """A rich progress bar on stderr over all steps: epoch, loss_D and loss_G."""
+
+    def __init__(
+        self, trainer: PriorTrainer, inner: Callable[[PriorTrainer, StepInfo], None] | None
+    ) -> None:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self.inner = inner
+        self.bar = Progress(
+            TextColumn("[bold]train-prior"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn(
+                "epoch {task.fields[epoch]}  loss_D {task.fields[d]}  loss_G {task.fields[g]}"
+            ),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+        )
+        epochs = trainer.config.epochs
+        self.task = self.bar.add_task(
+            "train-prior",
+            total=trainer.total_steps,
+            completed=trainer.step_count,
+            epoch=f"{min(trainer.epoch + 1, epochs)}/{epochs}",
+            d="–",
+            g="–",
+        )
+        self.bar.start()
+
+    def __call__(self, trainer: PriorTrainer, info: StepInfo) -> None:
+        self.bar.update(
+            self.task,
+            completed=info.step,
+            epoch=f"{info.epoch}/{info.epochs}",
+            d=f"{info.loss_d:.3f}",
+            g=f"{info.loss_g:.3f}",
+        )
+        if self.inner is not None:
+            self.inner(trainer, info)
+
+    def close(self) -> None:
+        self.bar.stop()
