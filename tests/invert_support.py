@@ -6,11 +6,14 @@ from collections.abc import Iterator
 
 import pytest
 import torch
+import torch.nn.functional as F
+from torch.func import functional_call
 
-from gradinvert.capture import CaptureConfig, capture_update
+from gradinvert.capture import CaptureConfig, capture_update, minibatch_schedule
 from gradinvert.files import LocalTraining, UpdateFile
 from gradinvert.images import load_images
 from gradinvert.models import InputSpec, build_model, model_spec
+from gradinvert.models.restore import model_from_update
 from gradinvert.models.spec import NORMALIZATIONS
 
 SAMPLES = "samples/images32"
@@ -61,3 +64,56 @@ def make_update(
     )
     update = capture_update(model, spec, input_spec, images, label_tensor, config)
     return update, images, label_tensor
+
+
+def reference_seed_loss(update, labels, config, x, target):  # noqa: ANN001, ANN202
+    """One seed's loss, written out with plain autograd on the real model (no vmap)."""
+    model = model_from_update(update)
+    seen: list[tuple[str, torch.Tensor]] = []
+    handles = [
+        m.register_forward_pre_hook(lambda _m, args, name=name: seen.append((name, args[0])))
+        for name, m in model.named_modules()
+        if isinstance(m, torch.nn.BatchNorm2d)
+    ]
+    names = [n for n, _ in model.named_parameters()]
+    params = dict(model.named_parameters())
+    out = model(x)  # the whole batch: the statistics the BN prior sees
+    for handle in handles:
+        handle.remove()
+    if update.kind == "gradient":
+        grads = torch.autograd.grad(
+            F.cross_entropy(out, labels), list(params.values()), create_graph=True
+        )
+        shared = dict(zip(names, grads, strict=True))
+    else:
+        generator = torch.Generator().manual_seed(update.local.seed or 0)
+        theta = dict(params)
+        for indices in minibatch_schedule(x.shape[0], update.local, generator):
+            out = functional_call(model, theta, (x[indices],))
+            step = torch.autograd.grad(
+                F.cross_entropy(out, labels[indices]), list(theta.values()), create_graph=True
+            )
+            theta = {
+                n: t - update.local.lr * g for (n, t), g in zip(theta.items(), step, strict=True)
+            }
+        shared = {n: theta[n] - params[n] for n in names}
+    distance = sum(torch.linalg.vector_norm(shared[n] - update.update[n]) for n in names)
+    total = config.gradient_weight * distance
+    total = total + config.tv * (
+        (x[..., :, 1:] - x[..., :, :-1]).abs().mean()
+        + (x[..., 1:, :] - x[..., :-1, :]).abs().mean()
+    )
+    total = total + config.l2 * x.square().sum().sqrt()
+    bn = 0.0
+    for index, (name, inputs) in enumerate(seen if config.bn else []):
+        mean = inputs.mean(dim=(0, 2, 3))
+        var = inputs.var(dim=(0, 2, 3), unbiased=False)
+        true_mean, true_var = update.bn_stats[name]
+        term = (mean - true_mean).norm() + (var - true_var).norm()
+        bn = bn + (config.bn_first if index == 0 else 1.0) * term
+    total = total + config.bn * bn
+    std = torch.tensor(update.input.std).view(3, 1, 1)
+    mean = torch.tensor(update.input.mean).view(3, 1, 1)
+    pixels = x * std + mean
+    total = total + config.group * (pixels - target).flatten(1).norm(dim=1).sum()
+    return total

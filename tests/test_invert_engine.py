@@ -7,9 +7,12 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.nn.functional as F
-from invert_support import make_update, one_thread, photos  # noqa: F401 (fixture)
-from torch.func import functional_call
+from invert_support import (  # noqa: F401 (fixture)
+    make_update,
+    one_thread,
+    photos,
+    reference_seed_loss,
+)
 
 from gradinvert.capture import local_sgd_delta, minibatch_schedule
 from gradinvert.files import LocalTraining
@@ -36,59 +39,6 @@ def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(10 * torch.log10(1 / (a - b).square().mean()))
 
 
-def _reference_seed_loss(update, labels, config, x, target):  # noqa: ANN001, ANN202
-    """One seed's loss, written out with plain autograd on the real model (no vmap)."""
-    model = model_from_update(update)
-    seen: list[tuple[str, torch.Tensor]] = []
-    handles = [
-        m.register_forward_pre_hook(lambda _m, args, name=name: seen.append((name, args[0])))
-        for name, m in model.named_modules()
-        if isinstance(m, torch.nn.BatchNorm2d)
-    ]
-    names = [n for n, _ in model.named_parameters()]
-    params = dict(model.named_parameters())
-    out = model(x)  # the whole batch: the statistics the BN prior sees
-    for handle in handles:
-        handle.remove()
-    if update.kind == "gradient":
-        grads = torch.autograd.grad(
-            F.cross_entropy(out, labels), list(params.values()), create_graph=True
-        )
-        shared = dict(zip(names, grads, strict=True))
-    else:
-        generator = torch.Generator().manual_seed(update.local.seed or 0)
-        theta = dict(params)
-        for indices in minibatch_schedule(x.shape[0], update.local, generator):
-            out = functional_call(model, theta, (x[indices],))
-            step = torch.autograd.grad(
-                F.cross_entropy(out, labels[indices]), list(theta.values()), create_graph=True
-            )
-            theta = {
-                n: t - update.local.lr * g for (n, t), g in zip(theta.items(), step, strict=True)
-            }
-        shared = {n: theta[n] - params[n] for n in names}
-    distance = sum(torch.linalg.vector_norm(shared[n] - update.update[n]) for n in names)
-    total = config.gradient_weight * distance
-    total = total + config.tv * (
-        (x[..., :, 1:] - x[..., :, :-1]).abs().mean()
-        + (x[..., 1:, :] - x[..., :-1, :]).abs().mean()
-    )
-    total = total + config.l2 * x.square().sum().sqrt()
-    bn = 0.0
-    for index, (name, inputs) in enumerate(seen if config.bn else []):
-        mean = inputs.mean(dim=(0, 2, 3))
-        var = inputs.var(dim=(0, 2, 3), unbiased=False)
-        true_mean, true_var = update.bn_stats[name]
-        term = (mean - true_mean).norm() + (var - true_var).norm()
-        bn = bn + (config.bn_first if index == 0 else 1.0) * term
-    total = total + config.bn * bn
-    std = torch.tensor(update.input.std).view(3, 1, 1)
-    mean = torch.tensor(update.input.mean).view(3, 1, 1)
-    pixels = x * std + mean
-    total = total + config.group * (pixels - target).flatten(1).norm(dim=1).sum()
-    return total
-
-
 @pytest.mark.parametrize("local", [None, LocalTraining(2, 0.5, 2)])
 def test_vmapped_seeds_match_separate_plain_autograd(local: LocalTraining | None) -> None:
     """Per-seed loss gradients of the vmapped engine equal separate, plain-autograd runs.
@@ -101,12 +51,13 @@ def test_vmapped_seeds_match_separate_plain_autograd(local: LocalTraining | None
     )
     engine = _engine(update, labels.tolist(), config, 3)
     generator = torch.Generator().manual_seed(5)
-    engine.candidates = torch.randn(3, 3, 3, 8, 8, generator=generator)
+    engine.params = {"x": torch.randn(3, 3, 3, 8, 8, generator=generator)}
     engine.targets = torch.rand(3, 3, 3, 8, 8, generator=generator)
-    grad_x, _, total, _ = engine._gradients()
+    grads, _, total, _ = engine._gradients()
+    grad_x = grads["x"]
     for seed in range(3):
         x = engine.candidates[seed].clone().requires_grad_()
-        expected = _reference_seed_loss(update, labels, config, x, engine.targets[seed])
+        expected = reference_seed_loss(update, labels, config, x, engine.targets[seed])
         (expected_grad,) = torch.autograd.grad(expected, x)
         assert float(total[seed]) == pytest.approx(expected.item(), rel=1e-5)
         torch.testing.assert_close(grad_x[seed], expected_grad, rtol=1e-4, atol=1e-6)
@@ -129,11 +80,13 @@ def test_one_seed_autograd_path_matches_plain_autograd_and_vmap(mode: str) -> No
         gradient_weight=2.0,
     )
     engine = _engine(update, labels.tolist(), config, 3)
-    engine.candidates = torch.randn(1, 3, 3, 8, 8, generator=torch.Generator().manual_seed(7))
-    grad_x, _, total, _ = engine._gradients()
-    vmapped_grad, (vmapped_total, _) = engine._grad_fns[False](engine.candidates, None, None)
+    engine.params = {"x": torch.randn(1, 3, 3, 8, 8, generator=torch.Generator().manual_seed(7))}
+    grads, _, total, _ = engine._gradients()
+    grad_x = grads["x"]
+    vmapped, (vmapped_total, _) = engine._grad_fns[False](engine.params, {}, None, None)
+    vmapped_grad = vmapped["x"]
     x = engine.candidates[0].clone().requires_grad_()
-    expected = _reference_seed_loss(update, labels, config, x, torch.zeros_like(x))
+    expected = reference_seed_loss(update, labels, config, x, torch.zeros_like(x))
     (expected_grad,) = torch.autograd.grad(expected, x)
     assert float(total[0]) == pytest.approx(expected.item(), rel=1e-5)
     assert float(vmapped_total[0]) == pytest.approx(expected.item(), rel=1e-5)

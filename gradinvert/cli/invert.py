@@ -33,6 +33,14 @@ HELP = "\n\n".join(
             "with the lowest final gradient distance (--pick best) or the seeds' registered",
             "group consensus (--pick consensus), never chosen by the truth.",
         ),
+        _paragraph(
+            "Search spaces (GIAS): --search x optimizes pixels; z the latents of --generator;",
+            "w one copy of the generator per image with fixed latents; zw runs z for",
+            "--latent-iterations with K restarts, then refines the restart with the lowest",
+            "gradient distance in w for --iterations (one seed). The generator's output in",
+            "[-1, 1] becomes pixels (G+1)/2 and must match the update's input shape (else exit",
+            "65). --lr is the pixel learning rate; --latent-lr and --generator-lr the others.",
+        ),
         "Presets (paper defaults):",
         *[f"{p.name}: {p.summary} ({p.source})" for p in PRESETS.values()],
         _paragraph(
@@ -155,6 +163,39 @@ def invert(
     seeds: Annotated[
         int | None, typer.Option("--seeds", help="Candidates optimized together (K).")
     ] = None,
+    search: Annotated[
+        str | None,
+        typer.Option(
+            "--search",
+            help="What is optimized: x (pixels), z (generator latents), w (one generator copy "
+            "per image, latents fixed) or zw (z, then w from the best restart; GIAS).",
+        ),
+    ] = None,
+    generator: Annotated[
+        str | None,
+        typer.Option(
+            "--generator",
+            help="For --search z/w/zw: dcgan (untrained, seeded), a generator file from "
+            "train-prior, or package.module:factory.",
+        ),
+    ] = None,
+    generator_weights: Annotated[
+        str | None,
+        typer.Option(
+            "--generator-weights", help="State dict loaded into a named or imported generator."
+        ),
+    ] = None,
+    latent_iterations: Annotated[
+        int | None,
+        typer.Option("--latent-iterations", help="Iterations of zw's latent stage."),
+    ] = None,
+    latent_lr: Annotated[
+        float | None, typer.Option("--latent-lr", help="Learning rate of the latents.")
+    ] = None,
+    generator_lr: Annotated[
+        float | None,
+        typer.Option("--generator-lr", help="Learning rate of the generator copies' weights."),
+    ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Random seed; recorded in the output.")] = 0,
     checkpoint: Annotated[
         Path | None, typer.Option("--checkpoint", help="Save the run state here periodically.")
@@ -197,6 +238,12 @@ def invert(
         pick=pick,
         seeds=seeds,
         seed=seed,
+        search=search,
+        generator=generator,
+        generator_weights=generator_weights,
+        latent_iterations=latent_iterations,
+        latent_lr=latent_lr,
+        generator_lr=generator_lr,
     )
     if resume and checkpoint is None:
         raise UsageError("--resume needs --checkpoint PATH")
@@ -222,7 +269,10 @@ def invert(
         _write_pngs(result, png_dir)
     meta = result.metadata
     record = meta["labels"]
-    if config.pick == "consensus":
+    if config.search == "zw":
+        chosen = meta["stages"][0]["chosen_seed"]
+        picked = f"restart {chosen} of {config.seeds} refined in generator weights"
+    elif config.pick == "consensus":
         picked = f"consensus of {config.seeds} seeds (frame of seed {meta['chosen_seed']})"
     else:
         picked = f"seed {meta['chosen_seed']} of {config.seeds}"

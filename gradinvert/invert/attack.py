@@ -12,17 +12,21 @@ import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from gradinvert.errors import InvalidInputError, MissingInputError, UnavailableError, UsageError
 from gradinvert.files import BatchFile, UpdateFile, check_labels
 from gradinvert.invert.config import AttackConfig
-from gradinvert.invert.engine import Engine, Progress, fingerprint
+from gradinvert.invert.engine import Engine, Progress, fingerprint, read_checkpoint
 from gradinvert.invert.objectives import select_layers
 from gradinvert.invert.priors import bn_reference
 from gradinvert.invert.simulate import Simulator, Victim, build_victim
+from gradinvert.invert.stages import build_space, plan_stages, weight_latents
+
+if TYPE_CHECKING:
+    from gradinvert.generators import Generator
 
 Log = Callable[[str], None]
 
@@ -141,6 +145,7 @@ def run_attack(
     checkpoint_every: int = 100,
     log: Log | None = None,
     on_iteration: Callable[[Engine, Progress], None] | None = None,
+    generator: Generator | None = None,
 ) -> BatchFile:
     """Reconstruct the batch behind ``update``; the result's metadata records the whole run.
 
@@ -148,6 +153,8 @@ def run_attack(
     jointly when ``config.learn_labels``). ``progress`` shows a rich progress bar on stderr.
     ``checkpoint``: written every ``checkpoint_every`` iterations and on Ctrl-C; with
     ``resume`` the run continues from it and ends exactly as an uninterrupted run would.
+    ``generator``: the generator of ``--search z|w|zw``; by default ``config.generator`` is
+    loaded (:func:`gradinvert.generators.load_generator`).
     """
     config = copy.deepcopy(config)
     config.validate()
@@ -160,6 +167,7 @@ def run_attack(
     if resume and not Path(checkpoint).exists():  # type: ignore[arg-type]
         raise MissingInputError(f"{checkpoint}: no checkpoint to resume from")
     check_update(update)
+    generator = _generator(config, generator, update, device)
     choice = resolve_labels(update, labels, config)
     if choice.source == "restored":
         say(f"labels restored from the update ({choice.method}): {choice.labels}")
@@ -194,35 +202,131 @@ def run_attack(
         update.params,
         update.buffers,
         {k: torch.stack(v) for k, v in update.bn_stats.items()},
+        _generator_state(generator),
     )
+    saved = read_checkpoint(Path(checkpoint)) if resume else None  # type: ignore[arg-type]
+    stages = plan_stages(config)
+    first = 0
+    if saved is not None:
+        names = [stage.name for stage in stages]
+        if saved.get("run_id") != run_id or saved.get("stage") not in names:
+            raise UsageError(
+                f"{checkpoint}: the checkpoint belongs to another run (different update, labels "
+                "or settings); start afresh without --resume or use another --checkpoint path"
+            )
+        first = names.index(saved["stage"])
     cuda_devices = []
     if device.type == "cuda":
         cuda_devices = [device.index if device.index is not None else torch.cuda.current_device()]
     with torch.random.fork_rng(devices=cuda_devices):
         torch.manual_seed(config.seed)
-        engine = Engine(
-            simulator,
-            config,
-            shape,  # type: ignore[arg-type]
-            update.input,
-            update.model.num_classes,
-            choice.labels is None,
-            bn_ref,
-            device,
-            run_id=run_id,
-        )
-        if resume:
-            engine.load(Path(checkpoint))  # type: ignore[arg-type]
-            say(f"resuming from {checkpoint} at iteration {engine.iteration}")
-        callback = on_iteration
-        if progress:
-            callback = _with_progress_bar(on_iteration, config, engine.iteration)
-        try:
-            engine.run(checkpoint, checkpoint_every, callback)
-        finally:
-            if callback is not None and hasattr(callback, "close"):
-                callback.close()  # type: ignore[attr-defined]
+        latents = logits = None
+        if config.search == "w":
+            assert generator is not None
+            latents = weight_latents(generator, config.seeds, batch, config.seed)
+        elif first > 0:  # resuming into zw's weight stage: the checkpoint holds its latents
+            latents = saved["fixed"]["z"]  # type: ignore[index]
+        history: list[dict[str, Any]] = []
+        for index, stage in enumerate(stages[first:], start=first):
+            space = build_space(stage, shape, update.input, device, generator, latents)  # type: ignore[arg-type]
+            engine = Engine(
+                simulator,
+                stage.config,
+                shape,  # type: ignore[arg-type]
+                update.input,
+                update.model.num_classes,
+                choice.labels is None,
+                bn_ref,
+                device,
+                run_id=run_id,
+                space=space,
+                stage=stage.name,
+                history=history,
+            )
+            if logits is not None:
+                engine.adopt_labels(logits)
+            if saved is not None and index == first:
+                engine.load_state_dict(saved, str(checkpoint))
+                say(f"resuming from {checkpoint} at {stage.name} iteration {engine.iteration}")
+            _run_stage(engine, stage.config, progress, checkpoint, checkpoint_every, on_iteration)
+            history = engine.history
+            if index + 1 < len(stages):
+                latents, logits, record = _hand_over(engine)
+                history = [*history, record]
+                say(
+                    f"latent stage: restart {record['chosen_seed']} of {stage.config.seeds} has "
+                    f"the lowest gradient distance ({min(record['seed_distances']):.4g}); the "
+                    "weight stage refines it with one generator copy per image"
+                )
         return _result(engine, choice, config, matched, bn_source, update)
+
+
+def _generator(
+    config: AttackConfig, given: Generator | None, update: UpdateFile, device: torch.device
+) -> Generator | None:
+    """The generator a z, w or zw search needs (loaded from ``config.generator`` if not given)."""
+    if config.search == "x":
+        return None
+    if given is not None:
+        return given
+    if not config.generator:
+        raise UsageError(
+            f"--search {config.search} needs --generator (dcgan, a generator file written by "
+            "train-prior, or package.module:factory)"
+        )
+    from gradinvert.generators import load_generator
+
+    return load_generator(
+        config.generator,
+        tuple(update.input.shape),  # type: ignore[arg-type]
+        weights=config.generator_weights,
+        seed=config.seed,
+        device=device,
+    )
+
+
+def _generator_state(generator: Generator | None) -> dict[str, torch.Tensor]:
+    if generator is None:
+        return {}
+    return {k: v.detach() for k, v in generator.module.state_dict().items()}
+
+
+def _run_stage(
+    engine: Engine,
+    config: AttackConfig,
+    progress: bool,
+    checkpoint: Path | None,
+    checkpoint_every: int,
+    on_iteration: Callable[[Engine, Progress], None] | None,
+) -> None:
+    callback = on_iteration
+    if progress:
+        callback = _with_progress_bar(on_iteration, config, engine.iteration, engine.stage)
+    try:
+        engine.run(checkpoint, checkpoint_every, callback)
+    finally:
+        if callback is not None and hasattr(callback, "close"):
+            callback.close()  # type: ignore[attr-defined]
+
+
+def _hand_over(engine: Engine) -> tuple[torch.Tensor, torch.Tensor | None, dict[str, Any]]:
+    """The latent stage's best restart (by gradient distance): its latents, labels, record."""
+    distances, _ = engine.simulator.evaluate(engine.candidates, engine.label_logits)
+    distances = distances.detach().cpu().double()
+    best = int(torch.nan_to_num(distances, nan=float("inf")).argmin())
+    latents = engine.params["z"][best : best + 1].detach().clone()
+    logits = None
+    if engine.label_logits is not None:
+        logits = engine.label_logits[best : best + 1].detach().clone()
+    record = {
+        "stage": engine.stage,
+        "iterations": engine.iteration,
+        "seeds": engine.config.seeds,
+        "chosen_seed": best,
+        "seed_distances": [float(d) for d in distances],
+        "resets": list(engine.resets),
+    }
+    return latents, logits, record
 
 
 def _result(
@@ -280,6 +384,11 @@ def _result(
         "seed_distances": [float(d) for d in distances],
         "iterations": engine.iteration,
         "resets": list(engine.resets),
+        "search": {**engine.space.describe(), "search": config.search},  # type: ignore[union-attr]
+        "stages": [
+            *engine.history,
+            {"stage": engine.stage, "iterations": engine.iteration, "seeds": engine.config.seeds},
+        ],
         "device": engine.device.type,
     }
     return BatchFile(images.detach().cpu().float(), labels, metadata)
@@ -293,6 +402,7 @@ class _ProgressBar:
         inner: Callable[[Engine, Progress], None] | None,
         config: AttackConfig,
         start: int,
+        stage: str = "x",
     ) -> None:
         from rich.console import Console
         from rich.progress import (
@@ -317,7 +427,7 @@ class _ProgressBar:
             console=Console(stderr=True),
         )
         self.task = self.bar.add_task(
-            f"{config.attack} ×{config.seeds}",
+            f"{config.attack} ×{config.seeds}" + ("" if stage == "x" else f" ({stage})"),
             total=config.iterations,
             completed=start,
             loss="–",
@@ -340,6 +450,9 @@ class _ProgressBar:
 
 
 def _with_progress_bar(
-    inner: Callable[[Engine, Progress], None] | None, config: AttackConfig, start: int
+    inner: Callable[[Engine, Progress], None] | None,
+    config: AttackConfig,
+    start: int,
+    stage: str = "x",
 ) -> _ProgressBar:
-    return _ProgressBar(inner, config, start)
+    return _ProgressBar(inner, config, start, stage)

@@ -1,15 +1,18 @@
 """The optimization loop: K seeds at once, checkpoints, Ctrl-C, non-finite losses.
 
-Each iteration computes every seed's loss and its gradient with respect to that seed's
-candidates in one vectorized call (``vmap`` of ``grad_and_value``), then takes one optimizer
-step on the stacked K×N×C×H×W candidates. Adam and signed Adam act elementwise, so the seeds
+What is optimized belongs to a search space (:mod:`.spaces`: pixels, a generator's latents, or
+per-image generator weights); the engine only asks it for each seed's candidate images. Each
+iteration computes every seed's loss and its gradient with respect to that seed's parameters in
+one vectorized call (``vmap`` of ``grad_and_value``), then takes one optimizer step on the
+stacked parameters (leading dimension K). Adam and signed Adam act elementwise, so the seeds
 stay independent runs (apart from the group term, which only reads the other seeds' detached
 images). L-BFGS sees the sum of the seeds' losses as one objective: with several seeds it shares
 one curvature model and line search across them.
 
-Non-finite losses: a seed whose loss or gradient stops being finite is reset to fresh noise
-with fresh optimizer moments (L-BFGS: fresh optimizer), and counted; after ``MAX_RESETS``
-resets of one seed the run stops with :class:`DivergedError` (exit 70; lower ``--lr``).
+Non-finite losses: a seed whose loss or gradient stops being finite is reset to fresh
+parameters with fresh optimizer moments (L-BFGS: fresh optimizer), and counted; after
+``MAX_RESETS`` resets of one seed the run stops with :class:`DivergedError` (exit 70; lower
+the learning rate).
 
 Ctrl-C (SIGINT, main thread): the current iteration finishes, a checkpoint is written when one
 was asked for, and :class:`InterruptedRun` (exit 130) is raised; a second Ctrl-C aborts at once.
@@ -42,9 +45,10 @@ from gradinvert.invert.priors import (
     total_variation,
 )
 from gradinvert.invert.simulate import Simulator
+from gradinvert.invert.spaces import Params, PixelSpace, SearchSpace
 from gradinvert.models.spec import InputSpec
 
-CHECKPOINT_FORMAT = "gradinvert-invert-checkpoint/1"
+CHECKPOINT_FORMAT = "gradinvert-invert-checkpoint/2"
 MAX_RESETS = 10
 
 
@@ -58,6 +62,19 @@ class DivergedError(GradinvertError):
     """A seed's loss kept becoming non-finite."""
 
     exit_code = ExitCode.INTERNAL
+
+
+def _finite_per_seed(tensors: Params) -> torch.Tensor:
+    """K booleans: every entry of the seed's slice of every tensor is finite."""
+    flags = [torch.isfinite(t).flatten(1).all(1) for t in tensors.values()]
+    return torch.stack(flags).all(0)
+
+
+def _masked(grad: torch.Tensor, bad: torch.Tensor, signed: bool) -> torch.Tensor:
+    """The gradient with the ``bad`` seeds' slices zeroed (and signed for signed Adam)."""
+    keep = (~bad).view(-1, *([1] * (grad.dim() - 1)))
+    grad = torch.where(keep, grad, torch.zeros_like(grad))
+    return grad.sign() if signed else grad
 
 
 def lr_at(config: AttackConfig, iteration: int) -> float:
@@ -120,21 +137,25 @@ class Engine:
     bn_ref: BnReference | None
     device: torch.device
     run_id: str = ""
+    space: SearchSpace | None = None  # default: the pixels (GI-x)
+    stage: str = ""  # names the stage of a multi-stage run in checkpoints
+    history: list[dict[str, Any]] = field(default_factory=list)  # earlier stages' records
     iteration: int = 0
     resets: list[int] = field(default_factory=list)
     _stop: bool = False
 
     def __post_init__(self) -> None:
         config, device = self.config, self.device
-        channels = self.shape[1]
-        self.mean = torch.tensor(self.input_spec.mean, device=device).view(channels, 1, 1)
-        self.std = torch.tensor(self.input_spec.std, device=device).view(channels, 1, 1)
-        self.low = (0.0 - self.mean) / self.std
-        self.high = (1.0 - self.mean) / self.std
+        if self.space is None:
+            self.space = PixelSpace(
+                self.shape, self.input_spec, device, init=config.init, box=config.box
+            )
+        self.stage = self.stage or self.space.name
+        self.mean, self.std = self.space.mean, self.space.std
         self.cpu_rng = torch.Generator().manual_seed(config.seed)
         self.device_rng = torch.Generator(device=device).manual_seed(config.seed + 1)
         self.resets = [0] * config.seeds
-        self.candidates = self._fresh(config.seeds)
+        self.params: Params = self.space.fresh(config.seeds, self.cpu_rng)
         self.label_logits = self._fresh_logits(config.seeds) if self.learn_labels else None
         self.targets: torch.Tensor | None = None
         self.optimizer = self._make_optimizer()
@@ -142,13 +163,13 @@ class Engine:
         self._flip = False
         self.last_total = torch.full((config.seeds,), float("nan"))
         self.last_distance = torch.full((config.seeds,), float("nan"))
-        argnums = (0, 1) if self.learn_labels else 0
+        argnums = (0, 2) if self.learn_labels else 0
         seed_grad = grad_and_value(self._seed_loss, argnums=argnums, has_aux=True)
         label_dim = 0 if self.learn_labels else None
         self._grad_fns = {
             grouped: vmap(
                 seed_grad,
-                in_dims=(0, label_dim, 0 if grouped else None),
+                in_dims=(0, 0, label_dim, 0 if grouped else None),
                 randomness="different",
             )
             for grouped in (False, True)
@@ -159,23 +180,19 @@ class Engine:
 
     # ------------------------------------------------------------------ state
 
-    def _fresh(self, count: int) -> torch.Tensor:
-        shape = (count, *self.shape)
-        if self.config.init == "rand":
-            pixels = torch.rand(shape, generator=self.cpu_rng).to(self.device)
-            x = (pixels - self.mean) / self.std
-        else:
-            x = torch.randn(shape, generator=self.cpu_rng).to(self.device)
-        if self.config.box:
-            x = torch.maximum(torch.minimum(x, self.high), self.low)
-        return x.contiguous()
-
     def _fresh_logits(self, count: int) -> torch.Tensor:
         shape = (count, self.shape[0], self.num_classes)
         return torch.randn(shape, generator=self.cpu_rng).to(self.device)
 
     def _parameters(self) -> list[torch.Tensor]:
-        return [self.candidates] + ([self.label_logits] if self.label_logits is not None else [])
+        logits = [self.label_logits] if self.label_logits is not None else []
+        return list(self.params.values()) + logits
+
+    @property
+    def candidates(self) -> torch.Tensor:
+        """Every seed's candidate batch in the model's input space (K×N×C×H×W, no gradients)."""
+        assert self.space is not None
+        return self.space.all_images(self.params)
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
         if self.config.optimizer == "lbfgs":
@@ -196,13 +213,16 @@ class Engine:
 
     def _seed_loss(
         self,
-        x: torch.Tensor,
+        params: Params,
+        fixed: Params,
         soft: torch.Tensor | None,
         target: torch.Tensor | None,
         autograd: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """One seed's total loss and its gradient distance (vmapped over seeds)."""
         config = self.config
+        assert self.space is not None
+        x = self.space.images(params, fixed)
         inputs = x
         if self._flip:
             inputs = inputs.flip(-1)
@@ -220,50 +240,52 @@ class Engine:
             total = total + config.group * group_distance(x * self.std + self.mean, target)
         return total, distance
 
-    def _gradients(self) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor]:
+    def _gradients(self) -> tuple[Params, torch.Tensor | None, torch.Tensor, torch.Tensor]:
+        """Per seed: the loss gradient for every parameter (K leading), labels, total, distance."""
+        assert self.space is not None
+        fixed = self.space.fixed
         if self.config.seeds == 1 and self.simulator.kind == "gradient":
-            grads, total, distance = self._autograd_gradients()
-        elif self.config.seeds == 1:
+            return self._autograd_gradients()
+        if self.config.seeds == 1:
             # One seed: the same computation without the vmap wrapper (about 10% faster).
             def first(t: torch.Tensor | None) -> torch.Tensor | None:
                 return None if t is None else t[0]
 
             grads, aux = self._seed_grad(
-                self.candidates[0], first(self.label_logits), first(self.targets)
+                {n: p[0] for n, p in self.params.items()},
+                {n: f[0] for n, f in fixed.items()},
+                first(self.label_logits),
+                first(self.targets),
             )
             total, distance = aux[0].unsqueeze(0), aux[1].unsqueeze(0)
-            if isinstance(grads, tuple):
-                grads = tuple(g.unsqueeze(0) for g in grads)
-            else:
-                grads = grads.unsqueeze(0)
-        else:
-            grad_fn = self._grad_fns[self.targets is not None]
-            grads, (total, distance) = grad_fn(self.candidates, self.label_logits, self.targets)
-        if self.learn_labels:
-            grad_x, grad_labels = grads
-        else:
-            grad_x, grad_labels = grads, None
-        return grad_x, grad_labels, total, distance
+            grad_params, grad_labels = grads if self.learn_labels else (grads, None)
+            grad_params = {n: g.unsqueeze(0) for n, g in grad_params.items()}
+            if grad_labels is not None:
+                grad_labels = grad_labels.unsqueeze(0)
+            return grad_params, grad_labels, total, distance
+        grad_fn = self._grad_fns[self.targets is not None]
+        grads, (total, distance) = grad_fn(self.params, fixed, self.label_logits, self.targets)
+        grad_params, grad_labels = grads if self.learn_labels else (grads, None)
+        return grad_params, grad_labels, total, distance
 
     def _autograd_gradients(
         self,
-    ) -> tuple[torch.Tensor | tuple[torch.Tensor, torch.Tensor], torch.Tensor, torch.Tensor]:
+    ) -> tuple[Params, torch.Tensor | None, torch.Tensor, torch.Tensor]:
         """One seed with regular autograd: the vmapped path's values, about 1.5× faster."""
-        x = self.candidates[0].detach().requires_grad_(True)
-        inputs = [x]
+        assert self.space is not None
+        leaves = {n: p[0].detach().requires_grad_(True) for n, p in self.params.items()}
+        fixed = {n: f[0] for n, f in self.space.fixed.items()}
+        inputs = list(leaves.values())
         soft = None
         if self.label_logits is not None:
             soft = self.label_logits[0].detach().requires_grad_(True)
             inputs.append(soft)
         target = None if self.targets is None else self.targets[0]
-        total, distance = self._seed_loss(x, soft, target, autograd=True)
+        total, distance = self._seed_loss(leaves, fixed, soft, target, autograd=True)
         found = torch.autograd.grad(total, inputs)
-        grads: torch.Tensor | tuple[torch.Tensor, torch.Tensor]
-        if soft is None:
-            grads = found[0].unsqueeze(0)
-        else:
-            grads = (found[0].unsqueeze(0), found[1].unsqueeze(0))
-        return grads, total.detach().unsqueeze(0), distance.detach().unsqueeze(0)
+        grad_params = {n: g.unsqueeze(0) for n, g in zip(leaves, found, strict=False)}
+        grad_labels = found[-1].unsqueeze(0) if soft is not None else None
+        return grad_params, grad_labels, total.detach().unsqueeze(0), distance.detach().unsqueeze(0)
 
     def _draw_jitter(self) -> None:
         config = self.config
@@ -297,35 +319,27 @@ class Engine:
         self._update_targets()
         self._draw_jitter()
         bad = self._lbfgs_step() if config.optimizer == "lbfgs" else self._adam_step(lr)
-        if config.box:
-            self.candidates.copy_(
-                torch.maximum(torch.minimum(self.candidates, self.high), self.low)
-            )
-        bad = bad | ~torch.isfinite(self.candidates).flatten(1).all(1)
+        assert self.space is not None
+        with torch.no_grad():
+            self.space.project_(self.params)
+        bad = bad | ~_finite_per_seed(self.params)
         if bool(bad.any()):
             self._reset(bad)
         self.iteration += 1
 
     def _adam_step(self, lr: float) -> torch.Tensor:
-        grad_x, grad_labels, total, distance = self._gradients()
-        bad = ~torch.isfinite(total) | ~torch.isfinite(grad_x).flatten(1).all(1)
-        keep = (~bad).view(-1, *([1] * (grad_x.dim() - 1)))
-        grad_x = torch.where(keep, grad_x, torch.zeros_like(grad_x))
-        if self.config.optimizer == "signed-adam":
-            grad_x = grad_x.sign()
-        self.candidates.grad = grad_x
+        grad_params, grad_labels, total, distance = self._gradients()
+        bad = ~torch.isfinite(total) | ~_finite_per_seed(grad_params)
+        signed = self.config.optimizer == "signed-adam"
+        for name, param in self.params.items():
+            param.grad = _masked(grad_params[name], bad, signed)
         if grad_labels is not None and self.label_logits is not None:
-            keep_labels = (~bad).view(-1, 1, 1)
-            grad_labels = torch.where(keep_labels, grad_labels, torch.zeros_like(grad_labels))
-            if self.config.optimizer == "signed-adam":
-                grad_labels = grad_labels.sign()
-            self.label_logits.grad = grad_labels
+            self.label_logits.grad = _masked(grad_labels, bad, signed)
         self.optimizer.step()
         if self.config.langevin:
-            noise = torch.randn(
-                self.candidates.shape, generator=self.device_rng, device=self.device
-            )
-            self.candidates.add_(noise, alpha=lr * self.config.langevin)
+            for param in self.params.values():
+                noise = torch.randn(param.shape, generator=self.device_rng, device=self.device)
+                param.add_(noise, alpha=lr * self.config.langevin)
         self.last_total, self.last_distance = total.detach(), distance.detach()
         return bad
 
@@ -333,8 +347,9 @@ class Engine:
         last: dict[str, torch.Tensor] = {}
 
         def closure() -> torch.Tensor:
-            grad_x, grad_labels, total, distance = self._gradients()
-            self.candidates.grad = grad_x
+            grad_params, grad_labels, total, distance = self._gradients()
+            for name, param in self.params.items():
+                param.grad = grad_params[name]
             if grad_labels is not None and self.label_logits is not None:
                 self.label_logits.grad = grad_labels
             last["total"], last["distance"] = total.detach(), distance.detach()
@@ -346,7 +361,7 @@ class Engine:
         return ~torch.isfinite(total)
 
     def _reset(self, bad: torch.Tensor) -> None:
-        """Fresh noise and fresh optimizer moments for the seeds marked ``bad``."""
+        """Fresh parameters and fresh optimizer moments for the seeds marked ``bad``."""
         indices = [int(i) for i in torch.nonzero(bad.cpu()).flatten()]
         for index in indices:
             self.resets[index] += 1
@@ -355,9 +370,11 @@ class Engine:
                     f"the loss of seed {index} became non-finite {self.resets[index]} times "
                     f"(last at iteration {self.iteration}); lower --lr or change --optimizer"
                 )
-        fresh = self._fresh(len(indices))
+        assert self.space is not None
+        fresh = self.space.fresh(len(indices), self.cpu_rng)
         with torch.no_grad():
-            self.candidates[indices] = fresh
+            for name, param in self.params.items():
+                param[indices] = fresh[name]
             if self.label_logits is not None:
                 self.label_logits[indices] = self._fresh_logits(len(indices))
         if self.config.optimizer == "lbfgs":
@@ -446,8 +463,10 @@ class Engine:
         state = {
             "format": CHECKPOINT_FORMAT,
             "run_id": self.run_id,
+            "stage": self.stage,
             "iteration": self.iteration,
-            "candidates": self.candidates,
+            "params": dict(self.params),
+            "fixed": dict(self.space.fixed) if self.space is not None else {},
             "label_logits": self.label_logits,
             "targets": self.targets,
             "optimizer": self.optimizer.state_dict(),
@@ -455,6 +474,7 @@ class Engine:
             "device_rng": self.device_rng.get_state(),
             "torch_rng": torch.get_rng_state(),
             "resets": list(self.resets),
+            "history": json.dumps(self.history),
         }
         if self.device.type == "cuda":
             state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
@@ -469,9 +489,21 @@ class Engine:
                 f"{source}: the checkpoint belongs to another run (different update, labels or "
                 "settings); start afresh without --resume or use another --checkpoint path"
             )
+        if state.get("stage") != self.stage:
+            raise InvalidInputError(
+                f"{source}: the checkpoint is of stage {state.get('stage')!r}, not {self.stage!r}"
+            )
         device = self.device
+        saved = state.get("params")
+        if not isinstance(saved, dict) or set(saved) != set(self.params):
+            raise InvalidInputError(f"{source}: the checkpoint's parameters do not fit this run")
         with torch.no_grad():
-            self.candidates.copy_(state["candidates"].to(device))
+            for name, param in self.params.items():
+                param.copy_(saved[name].to(device))
+            assert self.space is not None
+            for name, value in state.get("fixed", {}).items():
+                if name in self.space.fixed:
+                    self.space.fixed[name].copy_(value.to(device))
             if self.label_logits is not None:
                 self.label_logits.copy_(state["label_logits"].to(device))
         targets = state.get("targets")
@@ -485,6 +517,13 @@ class Engine:
             torch.cuda.set_rng_state(state["cuda_rng"], device)
         self.iteration = int(state["iteration"])
         self.resets = [int(r) for r in state["resets"]]
+        self.history = json.loads(state.get("history", "[]"))
+
+    def adopt_labels(self, logits: torch.Tensor) -> None:
+        """Start the learned labels from an earlier stage's (K×N×classes, in place)."""
+        if self.label_logits is not None:
+            with torch.no_grad():
+                self.label_logits.copy_(logits.to(self.device))
 
     def save(self, path: Path) -> None:
         """Write a checkpoint atomically (``torch.save``; read back with ``weights_only``)."""
@@ -493,14 +532,19 @@ class Engine:
 
     def load(self, path: Path) -> None:
         """Read a checkpoint written by :meth:`save` and continue from it."""
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except FileNotFoundError:
-            raise
-        except Exception as exc:
-            raise InvalidInputError(
-                f"{path}: not a readable checkpoint ({type(exc).__name__})"
-            ) from None
-        if not isinstance(state, dict):
-            raise InvalidInputError(f"{path}: not a gradinvert invert checkpoint")
-        self.load_state_dict(state, str(path))
+        self.load_state_dict(read_checkpoint(path), str(path))
+
+
+def read_checkpoint(path: Path) -> dict[str, Any]:
+    """A checkpoint written by :meth:`Engine.save` (``torch.load`` with ``weights_only``)."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as exc:
+        raise InvalidInputError(
+            f"{path}: not a readable checkpoint ({type(exc).__name__})"
+        ) from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise InvalidInputError(f"{path}: not a gradinvert invert checkpoint")
+    return state

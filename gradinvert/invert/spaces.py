@@ -1,0 +1,185 @@
+"""Search spaces: what an inversion optimizes, and how that becomes candidate images.
+
+The engine never knows whether it optimizes pixels. A space owns
+
+* the optimized parameters, a dict of tensors whose leading dimension is the seed (K);
+* fixed per-seed tensors that are not optimized (``fixed``, same leading K);
+* ``images(params, fixed)``: ONE seed's parameters → its N×C×H×W candidate batch in the model's
+  input space (the engine vmaps it over the seeds, so it must be written with vmappable ops);
+* ``fresh(count, rng)``: new parameters for ``count`` seeds (start and reset after divergence);
+* ``project_``: what happens after every optimizer step (the pixel box clamp).
+
+Spaces (GIAS, Jeon et al. 2021, in the paper's names):
+
+* :class:`PixelSpace` (GI-x): the pixels themselves;
+* :class:`LatentSpace` (GI-z): one latent per image and seed, image = G(z);
+* :class:`WeightSpace` (GI-w): per seed, one copy of the generator's weights **per image**,
+  image_i = G_{θ_i}(z_i) with z fixed; every copy starts from G's weights.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch.func import functional_call, vmap
+
+from gradinvert.generators import Generator
+from gradinvert.models.spec import InputSpec
+
+Params = dict[str, torch.Tensor]
+SEARCHES = ("x", "z", "w", "zw")
+
+
+class SearchSpace:
+    """Base class: see the module docstring."""
+
+    name = "base"
+
+    def __init__(self, shape: tuple[int, int, int, int], input_spec: InputSpec, device: Any):
+        self.shape = shape  # N, C, H, W
+        self.device = torch.device(device)
+        channels = shape[1]
+        self.mean = torch.tensor(input_spec.mean, device=self.device).view(channels, 1, 1)
+        self.std = torch.tensor(input_spec.std, device=self.device).view(channels, 1, 1)
+        self.low = (0.0 - self.mean) / self.std
+        self.high = (1.0 - self.mean) / self.std
+        self.fixed: Params = {}
+
+    def fresh(self, count: int, rng: torch.Generator) -> Params:
+        """Starting parameters for ``count`` seeds (K leading), on the space's device."""
+        raise NotImplementedError
+
+    def images(self, params: Params, fixed: Params) -> torch.Tensor:
+        """ONE seed's candidate batch (N×C×H×W, model input space) from its parameters."""
+        raise NotImplementedError
+
+    def all_images(self, params: Params) -> torch.Tensor:
+        """Every seed's candidate batch (K×N×C×H×W), without gradients."""
+        with torch.no_grad():
+            return vmap(self.images, randomness="different")(params, self.fixed)
+
+    def project_(self, params: Params) -> None:
+        """Applied in place after every optimizer step (nothing by default)."""
+
+    def describe(self) -> dict[str, Any]:
+        """What the output's metadata records about the space."""
+        return {"search": self.name}
+
+    def _from_generated(self, generated: torch.Tensor) -> torch.Tensor:
+        """Generator output in [-1, 1] → pixels (G + 1) / 2 → the model's normalization."""
+        return ((generated + 1.0) * 0.5 - self.mean) / self.std
+
+
+class PixelSpace(SearchSpace):
+    """GI-x: the candidates' pixels (in the model's input space) are the parameters."""
+
+    name = "x"
+
+    def __init__(
+        self,
+        shape: tuple[int, int, int, int],
+        input_spec: InputSpec,
+        device: Any,
+        init: str = "randn",
+        box: bool = True,
+    ) -> None:
+        super().__init__(shape, input_spec, device)
+        self.init, self.box = init, box
+
+    def fresh(self, count: int, rng: torch.Generator) -> Params:
+        shape = (count, *self.shape)
+        if self.init == "rand":
+            x = (torch.rand(shape, generator=rng).to(self.device) - self.mean) / self.std
+        else:
+            x = torch.randn(shape, generator=rng).to(self.device)
+        if self.box:
+            x = torch.maximum(torch.minimum(x, self.high), self.low)
+        return {"x": x.contiguous()}
+
+    def images(self, params: Params, fixed: Params) -> torch.Tensor:
+        return params["x"]
+
+    def all_images(self, params: Params) -> torch.Tensor:
+        return params["x"]
+
+    def project_(self, params: Params) -> None:
+        if self.box:
+            x = params["x"]
+            x.copy_(torch.maximum(torch.minimum(x, self.high), self.low))
+
+
+class LatentSpace(SearchSpace):
+    """GI-z: one latent per image and seed; the generator itself stays fixed."""
+
+    name = "z"
+
+    def __init__(
+        self,
+        shape: tuple[int, int, int, int],
+        input_spec: InputSpec,
+        device: Any,
+        generator: Generator,
+    ) -> None:
+        super().__init__(shape, input_spec, device)
+        self.generator = generator
+
+    def fresh(self, count: int, rng: torch.Generator) -> Params:
+        z = self.generator.sample_latents(count * self.shape[0], rng)
+        return {"z": z.view(count, self.shape[0], *z.shape[1:]).to(self.device).contiguous()}
+
+    def images(self, params: Params, fixed: Params) -> torch.Tensor:
+        return self._from_generated(self.generator.module(params["z"]))
+
+    def describe(self) -> dict[str, Any]:
+        return {"search": self.name, "generator": self.generator.source}
+
+
+class WeightSpace(SearchSpace):
+    """GI-w: per seed, one copy of the generator per image, each with its own fixed latent.
+
+    ``latents`` (K×N×latent shape) are the fixed inputs; the parameters are the K×N stacked
+    copies of the generator's parameters, all starting from the generator's own weights. The
+    copies share the generator's buffers (BN running statistics; the generator is in eval mode).
+    """
+
+    name = "w"
+
+    def __init__(
+        self,
+        shape: tuple[int, int, int, int],
+        input_spec: InputSpec,
+        device: Any,
+        generator: Generator,
+        latents: torch.Tensor,
+    ) -> None:
+        super().__init__(shape, input_spec, device)
+        self.generator = generator
+        module = generator.module
+        self.base = {n: p.detach() for n, p in module.named_parameters()}
+        self.buffers = {n: b.detach() for n, b in module.named_buffers()}
+        if latents.shape[1] != shape[0]:
+            raise ValueError(f"latents for {latents.shape[1]} images, the batch has {shape[0]}")
+        self.fixed = {"z": latents.to(self.device).contiguous()}
+
+    def fresh(self, count: int, rng: torch.Generator) -> Params:
+        images = self.shape[0]
+        return {
+            name: value.expand(count, images, *value.shape).clone().contiguous()
+            for name, value in self.base.items()
+        }
+
+    def images(self, params: Params, fixed: Params) -> torch.Tensor:
+        module, buffers = self.generator.module, self.buffers
+
+        def one(weights: Params, z: torch.Tensor) -> torch.Tensor:
+            return functional_call(module, (weights, buffers), (z.unsqueeze(0),))[0]
+
+        return self._from_generated(vmap(one)(params, fixed["z"]))
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "search": self.name,
+            "generator": self.generator.source,
+            "copies_per_seed": self.shape[0],
+        }

@@ -1,0 +1,70 @@
+"""A run as a sequence of stages, each one search space optimized by the engine.
+
+``--search x|z|w`` is one stage. ``zw`` (GIAS) is two: the latents of K restarts for
+``latent_iterations`` at ``latent_lr``, then the restart with the lowest gradient distance
+hands its latents (and learned labels) to a weight stage of ONE seed with a copy of the
+generator per image, for ``iterations`` at ``generator_lr`` (the official code refines the
+best restart only).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import torch
+
+from gradinvert.generators import Generator
+from gradinvert.invert.config import AttackConfig
+from gradinvert.invert.spaces import LatentSpace, PixelSpace, SearchSpace, WeightSpace
+from gradinvert.models.spec import InputSpec
+
+WEIGHT_LATENT_SEED_OFFSET = 2  # the fixed latents of --search w come from seed + 2
+
+
+@dataclass
+class Stage:
+    """One search space and the settings it runs with (iterations, lr, seeds)."""
+
+    name: str  # x | z | w
+    config: AttackConfig
+
+
+def plan_stages(config: AttackConfig) -> list[Stage]:
+    """The stages ``config.search`` runs, each with its own copy of the settings."""
+    replace = dataclasses.replace
+    if config.search == "x":
+        return [Stage("x", config)]
+    if config.search == "z":
+        return [Stage("z", replace(config, lr=config.latent_lr))]
+    if config.search == "w":
+        return [Stage("w", replace(config, lr=config.generator_lr))]
+    latent = replace(config, iterations=config.latent_iterations, lr=config.latent_lr)
+    weights = replace(config, lr=config.generator_lr, seeds=1, pick="best", group=0.0)
+    return [Stage("z", latent), Stage("w", weights)]
+
+
+def weight_latents(generator: Generator, seeds: int, images: int, seed: int) -> torch.Tensor:
+    """The fixed latents of ``--search w``: K×N draws from N(0, I), seeded."""
+    rng = torch.Generator().manual_seed(seed + WEIGHT_LATENT_SEED_OFFSET)
+    z = generator.sample_latents(seeds * images, rng)
+    return z.view(seeds, images, *z.shape[1:])
+
+
+def build_space(
+    stage: Stage,
+    shape: tuple[int, int, int, int],
+    input_spec: InputSpec,
+    device: torch.device,
+    generator: Generator | None,
+    latents: torch.Tensor | None = None,
+) -> SearchSpace:
+    """The search space of ``stage``; a weight stage needs its fixed ``latents`` (K×N×...)."""
+    config = stage.config
+    if stage.name == "x":
+        return PixelSpace(shape, input_spec, device, init=config.init, box=config.box)
+    assert generator is not None
+    if stage.name == "z":
+        return LatentSpace(shape, input_spec, device, generator)
+    assert latents is not None
+    return WeightSpace(shape, input_spec, device, generator, latents)
