@@ -51,7 +51,9 @@ def test_dcgan_init_follows_the_recipe() -> None:
                          if isinstance(m, nn.ConvTranspose2d)]).detach()  # fmt: skip
     assert abs(float(weights.std()) - 0.02) < 1e-3 and abs(float(weights.mean())) < 1e-4
     bn = generator.main[1]
-    assert abs(float(bn.weight.mean()) - 1.0) < 0.01 and float(bn.bias.abs().max()) == 0.0
+    assert isinstance(bn, nn.BatchNorm2d)
+    assert abs(float(bn.weight.detach().mean()) - 1.0) < 0.01
+    assert float(bn.bias.detach().abs().max()) == 0.0
 
 
 @pytest.mark.parametrize("half", [False, True])
