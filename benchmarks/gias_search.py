@@ -172,6 +172,8 @@ def run_case(
         "ssim": sum(s) / len(s),
         "psnr_images": p,
         "seconds": seconds,
+        "threads": torch.get_num_threads(),
+        "latent_iterations": args.latent_iterations,
         "grid": str(grid.relative_to(RESULTS)),
     }
 
@@ -208,7 +210,8 @@ def table(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
             "| case | search | generator | client | PSNR | SSIM | labels | time (s) | grid |",
             "|---|---|---|---|---|---|---|---|---|",
         ]
-        names = list(dict.fromkeys(r["case"] for r in rows if r["corpus"] == corpus))
+        present = {r["case"] for r in rows if r["corpus"] == corpus}
+        names = [case.name for case in CASES if case.name in present]
         for name in names:
             mine = [r for r in rows if r["corpus"] == corpus and r["case"] == name]
             first = mine[0]
@@ -239,6 +242,7 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--fresh", action="store_true", help="forget earlier runs' rows")
     parser.add_argument("--out", type=Path, default=RESULTS / "gias_search.md")
     args = parser.parse_args()
     if args.threads:
@@ -246,14 +250,19 @@ def main() -> None:
     keep_freed_memory()
     device = resolve_device(args.device)
     wanted = None if args.cases == "all" else set(args.cases.split(","))
-    rows: list[dict[str, Any]] = []
     raw = args.out.with_suffix(".json")
+    # Rows of earlier runs stay unless rerun (so cases can run separately); --fresh drops them.
+    rows: list[dict[str, Any]] = []
+    if raw.exists() and not args.fresh:
+        rows = json.loads(raw.read_text(encoding="utf-8"))
     for corpus in args.corpora.split(","):
         for case in CASES:
             if corpus not in case.corpora or (wanted and case.name not in wanted):
                 continue
             for index in range(args.batches):
                 row = run_case(case, corpus, index, args, device)
+                key = (corpus, case.name, index)
+                rows = [r for r in rows if (r["corpus"], r["case"], r["batch"]) != key]
                 rows.append(row)
                 print(
                     f"{corpus} b{index} {case.name}: {row['psnr']:.2f} dB, SSIM "
