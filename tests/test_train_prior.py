@@ -18,6 +18,7 @@ from safetensors import safe_open
 from typer.testing import CliRunner
 
 from gradinvert.cli.main import app
+from gradinvert.errors import UsageError
 from gradinvert.generators import (
     DCGANDiscriminator,
     DCGANGenerator,
@@ -178,6 +179,9 @@ def test_resume_mid_epoch_equals_the_straight_run(folder: Path, tmp_path: Path) 
     assert caught.value.exit_code == 130
     state = torch.load(ckpt, weights_only=True)
     assert (state["epoch"], state["epoch_step"], state["step"]) == (1, 1, 3)
+    one_epoch = TrainPriorConfig(**{**TINY, "epochs": 1})  # the checkpoint is past its end
+    with pytest.raises(UsageError, match="give --epochs 2 or more"):
+        train_prior([folder], one_epoch, checkpoint=ckpt, resume=True)
     resumed = train_prior([folder], config, checkpoint=ckpt, resume=True)
     assert _same_state(straight.generator.state_dict(), resumed.generator.state_dict())
     assert straight.losses == resumed.losses

@@ -442,10 +442,11 @@ class PriorTrainer:
                 f"{source}: the checkpoint belongs to another run (different images or "
                 "settings); start afresh without --resume or use another --checkpoint path"
             )
-        if int(state["epoch"]) > self.config.epochs:
+        epoch, epoch_step = int(state.get("epoch", 0)), int(state.get("epoch_step", 0))
+        if epoch > self.config.epochs or (epoch == self.config.epochs and epoch_step > 0):
             raise UsageError(
-                f"{source}: the checkpoint is at epoch {int(state['epoch'])}, past --epochs "
-                f"{self.config.epochs}"
+                f"{source}: the checkpoint is past --epochs {self.config.epochs} (at epoch "
+                f"{epoch} + {epoch_step} steps): give --epochs {epoch + (epoch_step > 0)} or more"
             )
         try:
             self.generator.load_state_dict(state["generator"])
