@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
@@ -12,7 +13,7 @@ from gradinvert.capture import CaptureConfig, capture_update
 from gradinvert.cli.common import DeviceOption, console, handle_errors
 from gradinvert.defenses import DefenseConfig
 from gradinvert.device import resolve_device
-from gradinvert.errors import UsageError
+from gradinvert.errors import InvalidInputError, MissingInputError, UsageError
 from gradinvert.files import (
     BatchFile,
     LocalTraining,
@@ -23,7 +24,7 @@ from gradinvert.files import (
     save_batch,
     save_update,
 )
-from gradinvert.images import load_images
+from gradinvert.images import expand_image_paths, load_images
 from gradinvert.models import (
     NORMALIZATIONS,
     InputSpec,
@@ -33,21 +34,115 @@ from gradinvert.models import (
     read_state_dict,
 )
 
+LABELS_MAP_NAME = "labels.json"
+
+
+def read_labels_map(path: Path) -> dict[str, int] | None:
+    """A labels file mapping file names to labels ({"0000.png": 0, ...}), or None when the file
+    is a labels list (``{"labels": [...]}`` or ``[...]``) instead."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise MissingInputError(f"{path}: no such labels file") from None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise InvalidInputError(f"{path}: not a JSON labels file") from None
+    if not isinstance(data, dict) or "labels" in data:
+        return None
+    if not data or not all(isinstance(v, int) and not isinstance(v, bool) for v in data.values()):
+        raise InvalidInputError(f'{path}: expected {{"file name": label, ...}} with int labels')
+    return {str(k): int(v) for k, v in data.items()}
+
+
+def _is_labels_map(value: str) -> bool:
+    path = Path(value)
+    return path.suffix.lower() == ".json" and path.is_file() and read_labels_map(path) is not None
+
+
+def _labels_from_maps(
+    paths: list[Path], maps: list[tuple[Path, dict[str, int]]]
+) -> list[int] | None:
+    """Each image's label from the first map of its folder (by file name, or the path relative
+    to the map's folder); None when no map knows any of them."""
+    labels: list[int | None] = []
+    for path in paths:
+        found = None
+        for map_path, mapping in maps:
+            folder = map_path.parent.resolve()
+            resolved = path.resolve()
+            keys = [path.name]
+            if resolved.is_relative_to(folder):
+                keys.insert(0, resolved.relative_to(folder).as_posix())
+            found = next((mapping[k] for k in keys if k in mapping), None)
+            if found is not None:
+                break
+        labels.append(found)
+    if all(label is None for label in labels):
+        return None
+    missing = [str(p) for p, label in zip(paths, labels, strict=True) if label is None]
+    if missing:
+        names = ", ".join(str(m) for m, _ in maps)
+        raise InvalidInputError(f"{names}: no label for {missing[0]}")
+    return [int(label) for label in labels]  # type: ignore[arg-type]
+
+
+def _select(count: int, start: int, batch_size: int | None) -> slice:
+    """Images start … start + batch_size − 1 (default: to the end), checked to exist."""
+    if start < 0:
+        raise UsageError(f"--start {start}: must be at least 0")
+    if start >= count:
+        raise UsageError(f"--start {start}: only {count} images given (0 … {count - 1})")
+    if batch_size is None:
+        return slice(start, count)
+    if batch_size < 1 or start + batch_size > count:
+        raise UsageError(
+            f"--batch-size {batch_size}"
+            + (f" from --start {start}" if start else "")
+            + f": only {count} images given"
+        )
+    return slice(start, start + batch_size)
+
 
 def _load_inputs(
-    sources: list[Path], size: int | None, labels_arg: str | None
+    sources: list[Path],
+    size: int | None,
+    labels_arg: str | None,
+    start: int = 0,
+    batch_size: int | None = None,
 ) -> tuple[torch.Tensor, list[int] | None, list[str]]:
     if len(sources) == 1 and is_gradinvert_file(sources[0], "batch"):
         batch = load_batch(sources[0])
-        images = batch.images
+        chosen = _select(batch.images.shape[0], start, batch_size)
+        images = batch.images[chosen]
         if size is not None and images.shape[-1] != size:
             images = torch.nn.functional.interpolate(
                 images, size=(size, size), mode="bicubic", align_corners=False
             ).clamp(0, 1)
-        labels = parse_labels(labels_arg) if labels_arg else batch.labels.tolist()
-        return images, labels, [f"{sources[0]}[{i}]" for i in range(images.shape[0])]
-    images, paths = load_images(sources, size)
-    labels = parse_labels(labels_arg) if labels_arg else None
+        labels = parse_labels(labels_arg) if labels_arg else batch.labels[chosen].tolist()
+        indices = range(batch.images.shape[0])[chosen]
+        return images, labels, [f"{sources[0]}[{i}]" for i in indices]
+    paths = expand_image_paths(sources)
+    paths = paths[_select(len(paths), start, batch_size)]
+    labels = None
+    if labels_arg and _is_labels_map(labels_arg):
+        map_path = Path(labels_arg)
+        labels = _labels_from_maps(paths, [(map_path, read_labels_map(map_path) or {})])
+        if labels is None:
+            raise InvalidInputError(f"{map_path}: no label for {paths[0]}")
+    elif labels_arg:
+        labels = parse_labels(labels_arg)
+    else:
+        maps = []
+        for source in sources:
+            candidate = Path(source) / LABELS_MAP_NAME
+            if Path(source).is_dir() and candidate.is_file():
+                mapping = read_labels_map(candidate)
+                if mapping is not None:
+                    maps.append((candidate, mapping))
+        labels = _labels_from_maps(paths, maps) if maps else None
+        if labels is not None:
+            used = ", ".join(str(m) for m, _ in maps)
+            console.print(f"labels from {used} (no --labels given)", soft_wrap=True)
+    images, paths = load_images(paths, size)
     return images, labels, [str(p) for p in paths]
 
 
@@ -74,14 +169,21 @@ def capture(
     num_classes: Annotated[int, typer.Option("--num-classes")] = 10,
     labels: Annotated[
         str | None,
-        typer.Option("--labels", help="Labels: inline '0,1,1,3' or a labels JSON file."),
+        typer.Option(
+            "--labels",
+            help="Labels: inline '0,1,1,3', a labels JSON file, or a JSON map of file names "
+            "to labels (default: the folder's labels.json).",
+        ),
     ] = None,
     size: Annotated[
         int | None, typer.Option("--size", help="Resize the shorter side and center-crop.")
     ] = None,
     batch_size: Annotated[
-        int | None, typer.Option("--batch-size", help="Use the first N images.")
+        int | None, typer.Option("--batch-size", help="Use N images (from --start).")
     ] = None,
+    start: Annotated[
+        int, typer.Option("--start", help="First image to use (0-based, sorted inputs).")
+    ] = 0,
     normalize: Annotated[
         str, typer.Option("--normalize", help="Input normalization: imagenet, cifar or none.")
     ] = "imagenet",
@@ -127,6 +229,11 @@ def capture(
 ) -> None:
     """Simulate one FL client on a batch: write its update file and the ground-truth batch.
 
+    --start I --batch-size N takes images I … I+N−1 of the inputs (folders in sorted order),
+    so a shell loop can make a stream of client batches. A folder's images get their labels
+    from --labels MAP.json ({"0000.png": 0, ...}) or, without --labels, from a labels.json map
+    inside the folder.
+
     By default the update is one gradient of the mean cross-entropy. With --local-steps the
     client runs plain SGD and shares the weight delta (new − old); minibatches are consecutive
     slices of the batch in order, wrapping around, unless --shuffle is given.
@@ -136,15 +243,12 @@ def capture(
     if normalize not in NORMALIZATIONS:
         raise UsageError(f"--normalize must be one of {', '.join(NORMALIZATIONS)}")
     torch_device = resolve_device(device)
-    pixels, label_list, names = _load_inputs(images, size, labels)
-    if batch_size is not None:
-        if not 1 <= batch_size <= pixels.shape[0]:
-            raise UsageError(f"--batch-size {batch_size}: only {pixels.shape[0]} images given")
-        pixels, names = pixels[:batch_size], names[:batch_size]
-        if label_list is not None and len(label_list) > batch_size and labels is None:
-            label_list = label_list[:batch_size]
+    pixels, label_list, names = _load_inputs(images, size, labels, start, batch_size)
     if label_list is None:
-        raise UsageError("no labels: give --labels (inline list or labels JSON file)")
+        raise UsageError(
+            "no labels: give --labels (inline list, labels JSON file, or a map of file names "
+            "to labels), or put a labels.json map in the images' folder"
+        )
     check_labels(label_list, pixels.shape[0], num_classes)
 
     mean, std = NORMALIZATIONS[normalize]

@@ -12,6 +12,7 @@ from gradinvert.cli import demo as demo_cmd
 from gradinvert.cli import evaluate as evaluate_cmd
 from gradinvert.cli import invert as invert_cmd
 from gradinvert.cli import labels as labels_cmd
+from gradinvert.cli import learn_prior as learn_prior_cmd
 from gradinvert.cli import train_prior as train_prior_cmd
 from gradinvert.cli.common import state
 
@@ -53,6 +54,7 @@ app.command("invert")(invert_cmd.invert)
 app.command("labels")(labels_cmd.labels)
 app.command("demo")(demo_cmd.demo)
 app.command("train-prior")(train_prior_cmd.train_prior_command)
+app.command("learn-prior")(learn_prior_cmd.learn_prior_command)
 
 
 def run() -> None:

@@ -230,6 +230,9 @@ class Engine:
             inputs = torch.roll(inputs, shifts=self._shift, dims=(-2, -1))
         distance, (means, variances) = self.simulator.candidate(inputs, soft, autograd=autograd)
         total = config.gradient_weight * distance
+        penalty = self.space.penalty(params)
+        if penalty is not None:
+            total = total + penalty
         if config.tv:
             total = total + config.tv * total_variation(x)
         if config.l2:

@@ -14,7 +14,12 @@ Spaces (GIAS, Jeon et al. 2021, in the paper's names):
 * :class:`PixelSpace` (GI-x): the pixels themselves;
 * :class:`LatentSpace` (GI-z): one latent per image and seed, image = G(z);
 * :class:`WeightSpace` (GI-w): per seed, one copy of the generator's weights **per image**,
-  image_i = G_{θ_i}(z_i) with z fixed; every copy starts from G's weights.
+  image_i = G_{θ_i}(z_i) with z fixed; every copy starts from G's weights;
+* :class:`SharedWeightSpace` (GIML's inner fine-tuning): per seed, ONE copy of the generator's
+  weights for the whole batch, image_i = G_θ(z_i) with z fixed.
+
+A space may add a term of its own parameters to every seed's loss (``penalty``; none by
+default): :class:`LatentSpace` with ``z_norm`` adds GIML's ``z_norm·||z||₂``.
 """
 
 from __future__ import annotations
@@ -61,6 +66,10 @@ class SearchSpace:
 
     def project_(self, params: Params) -> None:
         """Applied in place after every optimizer step (nothing by default)."""
+
+    def penalty(self, params: Params) -> torch.Tensor | None:
+        """ONE seed's extra loss term on its own parameters (vmappable), or None (default)."""
+        return None
 
     def describe(self) -> dict[str, Any]:
         """What the output's metadata records about the space."""
@@ -110,7 +119,11 @@ class PixelSpace(SearchSpace):
 
 
 class LatentSpace(SearchSpace):
-    """GI-z: one latent per image and seed; the generator itself stays fixed."""
+    """GI-z: one latent per image and seed; the generator itself stays fixed.
+
+    ``z_norm`` > 0 adds ``z_norm·||z||₂`` (the L2 norm of the seed's N latents together) to
+    every seed's loss, as GIML's latent search does (official: 1e-3).
+    """
 
     name = "z"
 
@@ -120,9 +133,11 @@ class LatentSpace(SearchSpace):
         input_spec: InputSpec,
         device: Any,
         generator: Generator,
+        z_norm: float = 0.0,
     ) -> None:
         super().__init__(shape, input_spec, device)
         self.generator = generator
+        self.z_norm = float(z_norm)
 
     def fresh(self, count: int, rng: torch.Generator) -> Params:
         z = self.generator.sample_latents(count * self.shape[0], rng)
@@ -131,8 +146,16 @@ class LatentSpace(SearchSpace):
     def images(self, params: Params, fixed: Params) -> torch.Tensor:
         return self._from_generated(self.generator.module(params["z"]))
 
+    def penalty(self, params: Params) -> torch.Tensor | None:
+        if not self.z_norm:
+            return None
+        return self.z_norm * torch.linalg.vector_norm(params["z"])
+
     def describe(self) -> dict[str, Any]:
-        return {"search": self.name, "generator": self.generator.source}
+        described: dict[str, Any] = {"search": self.name, "generator": self.generator.source}
+        if self.z_norm:
+            described["z_norm"] = self.z_norm
+        return described
 
 
 class WeightSpace(SearchSpace):
@@ -183,3 +206,46 @@ class WeightSpace(SearchSpace):
             "generator": self.generator.source,
             "copies_per_seed": self.shape[0],
         }
+
+
+class SharedWeightSpace(SearchSpace):
+    """Per seed, ONE copy of the generator's weights for the whole batch, latents fixed.
+
+    ``latents`` (K×N×latent shape) are the fixed inputs; the parameters are K stacked copies of
+    the generator's parameters, all starting from its current weights; image_i = G_θ(z_i). The
+    copies use the generator's buffers in eval mode (BN running statistics, not batch
+    statistics), as in inversion. GIML fine-tunes such a copy per task before its Reptile step.
+    """
+
+    name = "shared-w"
+
+    def __init__(
+        self,
+        shape: tuple[int, int, int, int],
+        input_spec: InputSpec,
+        device: Any,
+        generator: Generator,
+        latents: torch.Tensor,
+    ) -> None:
+        super().__init__(shape, input_spec, device)
+        self.generator = generator
+        module = generator.module
+        self.base = {n: p.detach().clone() for n, p in module.named_parameters()}
+        self.buffers = {n: b.detach() for n, b in module.named_buffers()}
+        if latents.shape[1] != shape[0]:
+            raise ValueError(f"latents for {latents.shape[1]} images, the batch has {shape[0]}")
+        self.fixed = {"z": latents.to(self.device).contiguous()}
+
+    def fresh(self, count: int, rng: torch.Generator) -> Params:
+        return {
+            name: value.expand(count, *value.shape).clone().contiguous()
+            for name, value in self.base.items()
+        }
+
+    def images(self, params: Params, fixed: Params) -> torch.Tensor:
+        module = self.generator.module
+        generated = functional_call(module, (params, self.buffers), (fixed["z"],))
+        return self._from_generated(generated)
+
+    def describe(self) -> dict[str, Any]:
+        return {"search": self.name, "generator": self.generator.source, "copies_per_seed": 1}
