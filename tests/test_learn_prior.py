@@ -17,7 +17,7 @@ from safetensors import safe_open
 from typer.testing import CliRunner
 
 from gradinvert.cli.main import app
-from gradinvert.files import load_batch, save_update
+from gradinvert.files import LocalTraining, load_batch, save_update
 from gradinvert.generators import load_generator, load_generator_file
 from gradinvert.invert.engine import Engine
 from gradinvert.invert.spaces import LatentSpace, SharedWeightSpace
@@ -41,11 +41,13 @@ def invoke(*args: object):  # noqa: ANN201
 
 @pytest.fixture
 def stream(tmp_path: Path) -> Path:
-    """A folder holding nothing but three 8 px update files (different model weights)."""
+    """A folder holding nothing but three 8 px update files (different model weights; the
+    last one a FedAvg delta of two local steps)."""
     folder = tmp_path / "stream"
     folder.mkdir()
     for i in range(3):
-        update, _, _ = make_update(count=2, seed=i, labels=[i % 4, (i + 2) % 4])
+        local = LocalTraining(2, 0.1, 1) if i == 2 else None
+        update, _, _ = make_update(count=2, seed=i, labels=[i % 4, (i + 2) % 4], local=local)
         save_update(update, folder / f"u{i}.safetensors")
     return folder
 
@@ -169,6 +171,8 @@ def test_cli_learns_from_update_files_alone(
     assert training["meta_gradient"].startswith("2(θ − θ′)")
     assert sorted(training["labels"]) == ["given", "restored"]
     assert len(training["task_distances"]) == 3
+    names = sorted(files)
+    assert training["order"] == [names[i] for i in task_order(3, 3, seed=0)]
     start = load_generator(TINY, (3, 8, 8)).module.state_dict()
     assert not all(torch.equal(stored.state[k], start[k]) for k in start if "weight" in k)
     # BN running statistics are not learned (eval mode)
