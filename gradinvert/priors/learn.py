@@ -52,8 +52,8 @@ from gradinvert.generators import DCGANGenerator, Generator, load_generator, sav
 from gradinvert.invert.attack import _hand_over, _prepare, check_update, resolve_labels
 from gradinvert.invert.config import AttackConfig, preset
 from gradinvert.invert.engine import Engine, InterruptedRun, fingerprint
-from gradinvert.invert.spaces import LatentSpace, SharedWeightSpace
-from gradinvert.invert.stages import plan_stages
+from gradinvert.invert.spaces import LatentSpace, SearchSpace, SharedWeightSpace
+from gradinvert.invert.stages import Stage, plan_stages
 from gradinvert.priors.train import SAMPLE_COUNT, canonical_images, images_hash, render_samples
 
 CHECKPOINT_FORMAT = "gradinvert-learn-prior-checkpoint/1"
@@ -242,25 +242,35 @@ def run_task(
     assert choice.labels is not None
     batch = len(choice.labels)
     _, simulator, _ = _prepare(update, choice, attack, device, batch)
-    shape = (batch, *update.input.shape)
+    shape: tuple[int, int, int, int] = (batch, *update.input.shape)  # type: ignore[assignment]
     latent_stage, weight_stage = plan_stages(attack)
-    classes = update.model.num_classes
 
-    def engine(space: Any, stage: Any) -> Engine:
+    def engine(space: SearchSpace, stage: Stage) -> Engine:
         return Engine(
-            simulator, stage.config, shape, update.input, classes, False, None, device,  # type: ignore[arg-type]
-            space=space, stage=stage.name,
-        )  # fmt: skip
+            simulator,
+            stage.config,
+            shape,
+            update.input,
+            update.model.num_classes,
+            False,  # labels are given or restored, never learned
+            None,  # no BN prior
+            device,
+            space=space,
+            stage=space.name,
+        )
 
     cuda = [device.index or 0] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=cuda):
         torch.manual_seed(attack.seed)
-        space = LatentSpace(shape, update.input, device, generator, z_norm=config.z_norm)  # type: ignore[arg-type]
-        search = engine(space, latent_stage)
+        search = engine(
+            LatentSpace(shape, update.input, device, generator, z_norm=config.z_norm),
+            latent_stage,
+        )
         search.run()
         latents, _, record = _hand_over(search)
-        shared = SharedWeightSpace(shape, update.input, device, generator, latents)  # type: ignore[arg-type]
-        tune = engine(shared, dataclasses.replace(weight_stage, name=shared.name))
+        tune = engine(
+            SharedWeightSpace(shape, update.input, device, generator, latents), weight_stage
+        )
         tune.run()
         distances, _ = simulator.evaluate(tune.candidates)
     adapted = {name: value[0].detach() for name, value in tune.params.items()}
@@ -417,6 +427,8 @@ class MetaLearner:
                         on_task(self, info)
                 if self._stop and self.done < total:
                     where = f"after task {self.done} of {total}"
+                    if info is None:
+                        where += f" (task {self.done + 1} was under way and is run again)"
                     if checkpoint is not None:
                         self.save(checkpoint)
                         raise InterruptedRun(
