@@ -337,3 +337,33 @@ def test_cli_bad_generators(
     assert result.exit_code == code, result.output
     assert message in result.output
     assert not out.exists()
+
+
+@pytest.mark.parametrize("scale", ["relative", "absolute"])
+def test_generator_lr_is_relative_to_each_weight_tensor(scale: str) -> None:
+    """Adam's first step moves every entry by lr (absolute) or lr × its tensor's RMS
+    (relative; 1-dim tensors keep the lr as is)."""
+    update, _, labels = make_update(count=2)
+    config = preset(
+        "gias", search="w", seeds=1, iterations=1, generator=TINY, generator_lr_scale=scale
+    )
+    latents = weight_latents(_generator(), 1, 2, config.seed)
+    choice = resolve_labels(update, labels.tolist(), config)
+    _, simulator, _ = _prepare(update, choice, config, CPU, 2)
+    shape = (2, *update.input.shape)
+    generator = _generator()
+    space = WeightSpace(
+        shape, update.input, CPU, generator, latents, relative_lr=scale == "relative"
+    )
+    stage_config = dataclasses.replace(config, lr=config.generator_lr, scheduler="none")
+    engine = Engine(simulator, stage_config, shape, update.input, 4, False, None, CPU, space=space)
+    before = {n: p.clone() for n, p in engine.params.items()}
+    engine.step()
+    for name, value in generator.module.named_parameters():
+        moved = (engine.params[name] - before[name]).abs()
+        expected = config.generator_lr
+        if scale == "relative" and value.dim() >= 2:
+            expected *= float(value.detach().double().square().mean().sqrt())
+        # Adam's first step is lr·g/(|g| + eps): the full lr wherever |g| >> eps
+        assert float(moved.max()) == pytest.approx(expected, rel=1e-3)
+        assert float(moved.max()) <= expected * (1 + 1e-3)

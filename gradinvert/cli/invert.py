@@ -185,6 +185,14 @@ def invert(
             "--generator-weights", help="State dict loaded into a named or imported generator."
         ),
     ] = None,
+    generator_lr_scale: Annotated[
+        str | None,
+        typer.Option(
+            "--generator-lr-scale",
+            help="relative (default): each weight tensor steps by --generator-lr × its RMS, "
+            "so one lr fits any generator; absolute: the lr as is.",
+        ),
+    ] = None,
     latent_iterations: Annotated[
         int | None,
         typer.Option("--latent-iterations", help="Iterations of zw's latent stage."),
@@ -244,6 +252,7 @@ def invert(
         latent_iterations=latent_iterations,
         latent_lr=latent_lr,
         generator_lr=generator_lr,
+        generator_lr_scale=generator_lr_scale,
     )
     if resume and checkpoint is None:
         raise UsageError("--resume needs --checkpoint PATH")

@@ -69,6 +69,8 @@ class AttackConfig:
     latent_iterations: int = 500  # the z stage of zw (GIAS: 500 at 32 px)
     latent_lr: float = 3e-2  # learning rate of the latents (z, and the z stage of zw)
     generator_lr: float = 1e-3  # learning rate of the generator weights (w, and zw's w stage)
+    # relative: each weight tensor steps by generator_lr × its RMS (scale-free) | absolute
+    generator_lr_scale: str = "relative"
 
     def validate(self) -> None:
         """Raise :class:`UsageError` for any setting out of range, all problems at once."""
@@ -86,6 +88,7 @@ class AttackConfig:
         choice("init", self.init, INITS)
         choice("layer-weights", self.layer_weights, LAYER_WEIGHTS)
         choice("search", self.search, SEARCHES)
+        choice("generator-lr-scale", self.generator_lr_scale, ("relative", "absolute"))
         if self.search == "x" and (self.generator or self.generator_weights):
             problems.append("--generator is used by --search z, w or zw, not by --search x")
         if self.generator_weights and not self.generator:

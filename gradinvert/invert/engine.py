@@ -202,7 +202,18 @@ class Engine:
                 max_iter=self.config.lbfgs_evaluations,
                 history_size=100,
             )
-        return torch.optim.Adam(self._parameters(), lr=self.config.lr)
+        assert self.space is not None
+        scales = self.space.lr_scales()
+        if not scales:
+            return torch.optim.Adam(self._parameters(), lr=self.config.lr)
+        # Per-tensor step sizes (relative generator learning rates): one group per tensor.
+        groups = [
+            {"params": [param], "lr_scale": scales.get(name, 1.0)}
+            for name, param in self.params.items()
+        ]
+        if self.label_logits is not None:
+            groups.append({"params": [self.label_logits], "lr_scale": 1.0})
+        return torch.optim.Adam(groups, lr=self.config.lr)
 
     def pixels(self, candidates: torch.Tensor | None = None) -> torch.Tensor:
         """Candidates as [0, 1] pixels (K×N×C×H×W)."""
@@ -318,7 +329,7 @@ class Engine:
         config = self.config
         lr = lr_at(config, self.iteration)
         for group in self.optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_scale", 1.0)
         self._update_targets()
         self._draw_jitter()
         bad = self._lbfgs_step() if config.optimizer == "lbfgs" else self._adam_step(lr)

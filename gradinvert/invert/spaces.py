@@ -71,6 +71,10 @@ class SearchSpace:
         """ONE seed's extra loss term on its own parameters (vmappable), or None (default)."""
         return None
 
+    def lr_scales(self) -> dict[str, float]:
+        """Per-parameter factors on the learning rate (none: every tensor takes the lr as is)."""
+        return {}
+
     def describe(self) -> dict[str, Any]:
         """What the output's metadata records about the space."""
         return {"search": self.name}
@@ -175,9 +179,11 @@ class WeightSpace(SearchSpace):
         device: Any,
         generator: Generator,
         latents: torch.Tensor,
+        relative_lr: bool = False,
     ) -> None:
         super().__init__(shape, input_spec, device)
         self.generator = generator
+        self.relative_lr = relative_lr
         module = generator.module
         self.base = {n: p.detach() for n, p in module.named_parameters()}
         self.buffers = {n: b.detach() for n, b in module.named_buffers()}
@@ -200,11 +206,15 @@ class WeightSpace(SearchSpace):
 
         return self._from_generated(vmap(one)(params, fixed["z"]))
 
+    def lr_scales(self) -> dict[str, float]:
+        return weight_lr_scales(self.base) if self.relative_lr else {}
+
     def describe(self) -> dict[str, Any]:
         return {
             "search": self.name,
             "generator": self.generator.source,
             "copies_per_seed": self.shape[0],
+            "generator_lr": "relative" if self.relative_lr else "absolute",
         }
 
 
@@ -226,9 +236,11 @@ class SharedWeightSpace(SearchSpace):
         device: Any,
         generator: Generator,
         latents: torch.Tensor,
+        relative_lr: bool = False,
     ) -> None:
         super().__init__(shape, input_spec, device)
         self.generator = generator
+        self.relative_lr = relative_lr
         module = generator.module
         self.base = {n: p.detach().clone() for n, p in module.named_parameters()}
         self.buffers = {n: b.detach() for n, b in module.named_buffers()}
@@ -247,5 +259,30 @@ class SharedWeightSpace(SearchSpace):
         generated = functional_call(module, (params, self.buffers), (fixed["z"],))
         return self._from_generated(generated)
 
+    def lr_scales(self) -> dict[str, float]:
+        return weight_lr_scales(self.base) if self.relative_lr else {}
+
     def describe(self) -> dict[str, Any]:
-        return {"search": self.name, "generator": self.generator.source, "copies_per_seed": 1}
+        return {
+            "search": self.name,
+            "generator": self.generator.source,
+            "copies_per_seed": 1,
+            "generator_lr": "relative" if self.relative_lr else "absolute",
+        }
+
+
+def weight_lr_scales(weights: Params) -> dict[str, float]:
+    """Relative learning rates: a weight tensor (2+ dims) steps by lr × its RMS.
+
+    Adam's step is an absolute size per entry. GIAS's generator lr (1e-3) was set for
+    StyleGAN2, whose equalized learning rate keeps weights near unit scale; a DCGAN's weights
+    are ~0.02, where the same absolute step rewrites the prior within a few iterations. Scaling
+    each weight tensor's step by its RMS gives every generator the same relative change per
+    step. Biases and BN affine parameters (1 dim) keep the lr as is, as in StyleGAN2.
+    """
+    scales = {}
+    for name, value in weights.items():
+        if value.dim() >= 2:
+            rms = float(value.double().square().mean().sqrt())
+            scales[name] = rms if rms > 0 else 1.0
+    return scales

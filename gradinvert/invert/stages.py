@@ -67,4 +67,5 @@ def build_space(
     if stage.name == "z":
         return LatentSpace(shape, input_spec, device, generator)
     assert latents is not None
-    return WeightSpace(shape, input_spec, device, generator, latents)
+    relative = config.generator_lr_scale == "relative"
+    return WeightSpace(shape, input_spec, device, generator, latents, relative_lr=relative)
