@@ -15,7 +15,7 @@ def _tensor_bytes(tensors: dict[str, Any]) -> int:
 
 
 def summarize(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """A JSON-ready summary of an update file or a batch file."""
+    """A JSON-ready summary of an update, batch or generator file."""
     tensors, metadata = read_safetensors(path)
     kind = file_type(metadata)
     groups: dict[str, int] = {}
@@ -63,8 +63,22 @@ def summarize(path: str | os.PathLike[str]) -> dict[str, Any]:
                 },
             }
         )
-    else:
+    elif kind == "generator":
+        from gradinvert.generators import load_generator_file
+
+        stored = load_generator_file(path)
+        training = {k: v for k, v in stored.training.items() if k != "loss_history"}
+        summary.update(
+            {
+                "generator": stored.arch,
+                "parameters": sum(t.numel() for k, t in tensors.items() if k.startswith("param.")),
+                "training": training,
+            }
+        )
+    elif kind is None:
         raise InvalidInputError(
             f"{Path(path)}: not a gradinvert file (no 'gradinvert.file' metadata)"
         )
+    else:
+        raise InvalidInputError(f"{Path(path)}: unknown gradinvert file kind {kind!r}")
     return summary

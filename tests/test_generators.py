@@ -130,3 +130,21 @@ def test_generator_file_of_another_architecture_is_refused(tmp_path: Path) -> No
     save_generator(path, big, big.arch(), {})
     with pytest.raises(InvalidInputError, match=r"\(3, 64, 64\)"):
         load_generator(str(path), (3, 32, 32))
+
+
+def test_inspect_shows_a_generator_file(tmp_path: Path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from gradinvert.cli.main import app
+
+    module = DCGANGenerator()
+    path = tmp_path / "g.safetensors"
+    save_generator(path, module, module.arch(), {"method": "test", "images": 7})
+    result = CliRunner().invoke(app, ["inspect", str(path), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["file"] == "generator" and summary["generator"] == module.arch()
+    assert summary["parameters"] == _count(module)
+    assert summary["training"] == {"method": "test", "images": 7}
