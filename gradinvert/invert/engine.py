@@ -20,13 +20,10 @@ was asked for, and :class:`InterruptedRun` (exit 130) is raised; a second Ctrl-C
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import math
-import signal
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,6 +44,7 @@ from gradinvert.invert.priors import (
 from gradinvert.invert.simulate import Simulator
 from gradinvert.invert.spaces import Params, PixelSpace, SearchSpace
 from gradinvert.models.spec import InputSpec
+from gradinvert.runstate import Interruptible, to_cpu
 
 CHECKPOINT_FORMAT = "gradinvert-invert-checkpoint/2"
 MAX_RESETS = 10
@@ -125,7 +123,7 @@ class Progress:
 
 
 @dataclass
-class Engine:
+class Engine(Interruptible):
     """State and loop of one inversion run (see the module docstring)."""
 
     simulator: Simulator
@@ -401,10 +399,6 @@ class Engine:
 
     # ------------------------------------------------------------------ loop
 
-    def request_stop(self) -> None:
-        """Stop after the current iteration (as Ctrl-C does)."""
-        self._stop = True
-
     def run(
         self,
         checkpoint: Path | None = None,
@@ -443,36 +437,10 @@ class Engine:
                         "(no --checkpoint given, nothing saved)"
                     )
 
-    @contextlib.contextmanager
-    def _sigint_stops(self) -> Iterator[None]:
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-
-        def handler(signum: int, frame: Any) -> None:
-            if self._stop:
-                raise KeyboardInterrupt
-            self._stop = True
-
-        previous = signal.signal(signal.SIGINT, handler)
-        try:
-            yield
-        finally:
-            signal.signal(signal.SIGINT, previous)
-
     # ------------------------------------------------------------------ checkpoints
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue exactly where the run is (CPU tensors)."""
-
-        def cpu(value: Any) -> Any:
-            if isinstance(value, torch.Tensor):
-                return value.detach().cpu()
-            if isinstance(value, dict):
-                return {k: cpu(v) for k, v in value.items()}
-            if isinstance(value, (list, tuple)):
-                return type(value)(cpu(v) for v in value)
-            return value
 
         state = {
             "format": CHECKPOINT_FORMAT,
@@ -492,7 +460,7 @@ class Engine:
         }
         if self.device.type == "cuda":
             state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
-        return cpu(state)
+        return to_cpu(state)
 
     def load_state_dict(self, state: dict[str, Any], source: str = "checkpoint") -> None:
         """Continue from :meth:`state_dict`; refuses a checkpoint of another run."""

@@ -162,72 +162,15 @@ class LatentSpace(SearchSpace):
         return described
 
 
-class WeightSpace(SearchSpace):
-    """GI-w: per seed, one copy of the generator per image, each with its own fixed latent.
+class _GeneratorCopies(SearchSpace):
+    """Spaces whose parameters are copies of a generator's weights, with fixed latents.
 
-    ``latents`` (K×N×latent shape) are the fixed inputs; the parameters are the K×N stacked
-    copies of the generator's parameters, all starting from the generator's own weights. The
-    copies share the generator's buffers (BN running statistics; the generator is in eval mode).
+    ``latents`` (K×N×latent shape) are the fixed inputs; every copy starts from the generator's
+    weights and uses its buffers (BN running statistics; the generator stays in eval mode).
+    ``relative_lr``: each weight tensor steps by lr × its RMS (:func:`weight_lr_scales`).
     """
 
-    name = "w"
-
-    def __init__(
-        self,
-        shape: tuple[int, int, int, int],
-        input_spec: InputSpec,
-        device: Any,
-        generator: Generator,
-        latents: torch.Tensor,
-        relative_lr: bool = False,
-    ) -> None:
-        super().__init__(shape, input_spec, device)
-        self.generator = generator
-        self.relative_lr = relative_lr
-        module = generator.module
-        self.base = {n: p.detach() for n, p in module.named_parameters()}
-        self.buffers = {n: b.detach() for n, b in module.named_buffers()}
-        if latents.shape[1] != shape[0]:
-            raise ValueError(f"latents for {latents.shape[1]} images, the batch has {shape[0]}")
-        self.fixed = {"z": latents.to(self.device).contiguous()}
-
-    def fresh(self, count: int, rng: torch.Generator) -> Params:
-        images = self.shape[0]
-        return {
-            name: value.expand(count, images, *value.shape).clone().contiguous()
-            for name, value in self.base.items()
-        }
-
-    def images(self, params: Params, fixed: Params) -> torch.Tensor:
-        module, buffers = self.generator.module, self.buffers
-
-        def one(weights: Params, z: torch.Tensor) -> torch.Tensor:
-            return functional_call(module, (weights, buffers), (z.unsqueeze(0),))[0]
-
-        return self._from_generated(vmap(one)(params, fixed["z"]))
-
-    def lr_scales(self) -> dict[str, float]:
-        return weight_lr_scales(self.base) if self.relative_lr else {}
-
-    def describe(self) -> dict[str, Any]:
-        return {
-            "search": self.name,
-            "generator": self.generator.source,
-            "copies_per_seed": self.shape[0],
-            "generator_lr": "relative" if self.relative_lr else "absolute",
-        }
-
-
-class SharedWeightSpace(SearchSpace):
-    """Per seed, ONE copy of the generator's weights for the whole batch, latents fixed.
-
-    ``latents`` (K×N×latent shape) are the fixed inputs; the parameters are K stacked copies of
-    the generator's parameters, all starting from its current weights; image_i = G_θ(z_i). The
-    copies use the generator's buffers in eval mode (BN running statistics, not batch
-    statistics), as in inversion. GIML fine-tunes such a copy per task before its Reptile step.
-    """
-
-    name = "shared-w"
+    copies_per_seed = 1
 
     def __init__(
         self,
@@ -248,27 +191,58 @@ class SharedWeightSpace(SearchSpace):
             raise ValueError(f"latents for {latents.shape[1]} images, the batch has {shape[0]}")
         self.fixed = {"z": latents.to(self.device).contiguous()}
 
+    def _copies(self) -> tuple[int, ...]:
+        """The copy dimensions after the seed's (per image: N; shared: none)."""
+        return ()
+
     def fresh(self, count: int, rng: torch.Generator) -> Params:
+        lead = (count, *self._copies())
         return {
-            name: value.expand(count, *value.shape).clone().contiguous()
+            name: value.expand(*lead, *value.shape).clone().contiguous()
             for name, value in self.base.items()
         }
-
-    def images(self, params: Params, fixed: Params) -> torch.Tensor:
-        module = self.generator.module
-        generated = functional_call(module, (params, self.buffers), (fixed["z"],))
-        return self._from_generated(generated)
 
     def lr_scales(self) -> dict[str, float]:
         return weight_lr_scales(self.base) if self.relative_lr else {}
 
     def describe(self) -> dict[str, Any]:
+        copies = self._copies()
         return {
             "search": self.name,
             "generator": self.generator.source,
-            "copies_per_seed": 1,
+            "copies_per_seed": copies[0] if copies else 1,
             "generator_lr": "relative" if self.relative_lr else "absolute",
         }
+
+
+class WeightSpace(_GeneratorCopies):
+    """GI-w: per seed, one copy of the generator per image, each with its own fixed latent:
+    the parameters are the K×N stacked copies of the generator's parameters."""
+
+    name = "w"
+
+    def _copies(self) -> tuple[int, ...]:
+        return (self.shape[0],)
+
+    def images(self, params: Params, fixed: Params) -> torch.Tensor:
+        module, buffers = self.generator.module, self.buffers
+
+        def one(weights: Params, z: torch.Tensor) -> torch.Tensor:
+            return functional_call(module, (weights, buffers), (z.unsqueeze(0),))[0]
+
+        return self._from_generated(vmap(one)(params, fixed["z"]))
+
+
+class SharedWeightSpace(_GeneratorCopies):
+    """Per seed, ONE copy of the generator's weights for the whole batch, latents fixed:
+    image_i = G_θ(z_i). GIML fine-tunes such a copy per task before its Reptile step."""
+
+    name = "shared-w"
+
+    def images(self, params: Params, fixed: Params) -> torch.Tensor:
+        module = self.generator.module
+        generated = functional_call(module, (params, self.buffers), (fixed["z"],))
+        return self._from_generated(generated)
 
 
 def weight_lr_scales(weights: Params) -> dict[str, float]:

@@ -28,17 +28,14 @@ checkpoint of the last finished task is written when one was asked for, and
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import glob
 import hashlib
 import json
 import math
 import os
-import signal
-import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,6 +52,7 @@ from gradinvert.invert.engine import Engine, InterruptedRun, fingerprint
 from gradinvert.invert.spaces import LatentSpace, SearchSpace, SharedWeightSpace
 from gradinvert.invert.stages import Stage, plan_stages
 from gradinvert.priors.train import SAMPLE_COUNT, canonical_images, images_hash, render_samples
+from gradinvert.runstate import Interruptible, to_cpu
 
 CHECKPOINT_FORMAT = "gradinvert-learn-prior-checkpoint/1"
 RECIPE = "GIML (Jeon et al. 2021): latent search, shared-copy fine-tuning, Reptile"
@@ -321,7 +319,7 @@ class TaskInfo:
 
 
 @dataclass
-class MetaLearner:
+class MetaLearner(Interruptible):
     """State and loop of one ``learn-prior`` run (see the module docstring)."""
 
     generator: Generator
@@ -392,10 +390,6 @@ class MetaLearner:
         with atomic_path(path) as tmp:
             image.save(tmp, format="PNG")
 
-    def request_stop(self) -> None:
-        """Stop after the current task (as Ctrl-C does, without abandoning the task)."""
-        self._stop = True
-
     def run(
         self,
         checkpoint: Path | None = None,
@@ -439,38 +433,12 @@ class MetaLearner:
         if samples is not None and not wrote:
             self.write_samples(samples)
 
-    @contextlib.contextmanager
-    def _sigint_stops(self) -> Iterator[None]:
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-
-        def handler(signum: int, frame: Any) -> None:
-            if self._stop:
-                raise KeyboardInterrupt
-            self._stop = True
-
-        previous = signal.signal(signal.SIGINT, handler)
-        try:
-            yield
-        finally:
-            signal.signal(signal.SIGINT, previous)
-
     # ------------------------------------------------------------------ checkpoints
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue exactly where the run is (CPU tensors)."""
 
-        def cpu(value: Any) -> Any:
-            if isinstance(value, torch.Tensor):
-                return value.detach().cpu().clone()
-            if isinstance(value, dict):
-                return {k: cpu(v) for k, v in value.items()}
-            if isinstance(value, (list, tuple)):
-                return type(value)(cpu(v) for v in value)
-            return value
-
-        return cpu(
+        return to_cpu(
             {
                 "format": CHECKPOINT_FORMAT,
                 "run_id": self.run_id,

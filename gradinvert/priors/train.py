@@ -18,15 +18,12 @@ asked for, and :class:`InterruptedRun` (exit 130) is raised; a second Ctrl-C abo
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import math
 import os
-import signal
-import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,6 +45,7 @@ from gradinvert.generators import (
 from gradinvert.generators.dcgan import SIZES
 from gradinvert.images import expand_image_paths, load_images
 from gradinvert.invert.engine import InterruptedRun, fingerprint
+from gradinvert.runstate import Interruptible, to_cpu
 
 CHECKPOINT_FORMAT = "gradinvert-train-prior-checkpoint/1"
 RECIPE = "DCGAN (Radford et al. 2016)"
@@ -231,7 +229,7 @@ class StepInfo:
 
 
 @dataclass
-class PriorTrainer:
+class PriorTrainer(Interruptible):
     """State and loop of one adversarial training run (see the module docstring).
 
     ``images``: N×C×size×size in [0, 1] (scaled to [-1, 1] here).
@@ -337,10 +335,6 @@ class PriorTrainer:
 
     # ------------------------------------------------------------------ loop
 
-    def request_stop(self) -> None:
-        """Stop after the current step (as Ctrl-C does)."""
-        self._stop = True
-
     def run(
         self,
         checkpoint: Path | None = None,
@@ -382,38 +376,12 @@ class PriorTrainer:
         if samples is not None and not wrote:
             self.write_samples(samples)  # e.g. a resumed run that had nothing left to train
 
-    @contextlib.contextmanager
-    def _sigint_stops(self) -> Iterator[None]:
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-
-        def handler(signum: int, frame: Any) -> None:
-            if self._stop:
-                raise KeyboardInterrupt
-            self._stop = True
-
-        previous = signal.signal(signal.SIGINT, handler)
-        try:
-            yield
-        finally:
-            signal.signal(signal.SIGINT, previous)
-
     # ------------------------------------------------------------------ checkpoints
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue exactly where the run is (CPU tensors)."""
 
-        def cpu(value: Any) -> Any:
-            if isinstance(value, torch.Tensor):
-                return value.detach().cpu().clone()
-            if isinstance(value, dict):
-                return {k: cpu(v) for k, v in value.items()}
-            if isinstance(value, (list, tuple)):
-                return type(value)(cpu(v) for v in value)
-            return value
-
-        return cpu(
+        return to_cpu(
             {
                 "format": CHECKPOINT_FORMAT,
                 "run_id": self.run_id,
