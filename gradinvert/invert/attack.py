@@ -24,6 +24,7 @@ from gradinvert.invert.objectives import select_layers
 from gradinvert.invert.priors import bn_reference
 from gradinvert.invert.simulate import Simulator, Victim, build_victim
 from gradinvert.invert.stages import build_space, plan_stages, weight_latents
+from gradinvert.runstate import stderr_progress
 
 if TYPE_CHECKING:
     from gradinvert.generators import Generator
@@ -404,27 +405,9 @@ class _ProgressBar:
         start: int,
         stage: str = "x",
     ) -> None:
-        from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-        from rich.progress import (
-            Progress as RichProgress,
-        )
-
         self.inner = inner
-        self.bar = RichProgress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("loss {task.fields[loss]}  distance {task.fields[distance]}"),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            console=Console(stderr=True),
+        self.bar = stderr_progress(
+            "{task.description}", "loss {task.fields[loss]}  distance {task.fields[distance]}"
         )
         self.task = self.bar.add_task(
             f"{config.attack} ×{config.seeds}" + ("" if stage == "x" else f" ({stage})"),

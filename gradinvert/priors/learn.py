@@ -52,7 +52,7 @@ from gradinvert.invert.engine import Engine, InterruptedRun, fingerprint
 from gradinvert.invert.spaces import LatentSpace, SearchSpace, SharedWeightSpace
 from gradinvert.invert.stages import Stage, plan_stages
 from gradinvert.priors.train import SAMPLE_COUNT, canonical_images, images_hash, render_samples
-from gradinvert.runstate import Interruptible, to_cpu
+from gradinvert.runstate import Interruptible, stderr_progress, to_cpu
 
 CHECKPOINT_FORMAT = "gradinvert-learn-prior-checkpoint/1"
 RECIPE = "GIML (Jeon et al. 2021): latent search, shared-copy fine-tuning, Reptile"
@@ -636,26 +636,8 @@ class _ProgressBar:
     def __init__(
         self, learner: MetaLearner, inner: Callable[[MetaLearner, TaskInfo], None] | None
     ) -> None:
-        from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
         self.inner = inner
-        self.bar = Progress(
-            TextColumn("[bold]learn-prior"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("distance {task.fields[distance]}"),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            console=Console(stderr=True),
-        )
+        self.bar = stderr_progress("learn-prior", "distance {task.fields[distance]}")
         self.task = self.bar.add_task(
             "learn-prior", total=learner.config.tasks, completed=learner.done, distance="–"
         )

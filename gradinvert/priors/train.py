@@ -45,7 +45,7 @@ from gradinvert.generators import (
 from gradinvert.generators.dcgan import SIZES
 from gradinvert.images import expand_image_paths, load_images
 from gradinvert.invert.engine import InterruptedRun, fingerprint
-from gradinvert.runstate import Interruptible, to_cpu
+from gradinvert.runstate import Interruptible, stderr_progress, to_cpu
 
 CHECKPOINT_FORMAT = "gradinvert-train-prior-checkpoint/1"
 RECIPE = "DCGAN (Radford et al. 2016)"
@@ -568,27 +568,10 @@ class _ProgressBar:
     def __init__(
         self, trainer: PriorTrainer, inner: Callable[[PriorTrainer, StepInfo], None] | None
     ) -> None:
-        from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
         self.inner = inner
-        self.bar = Progress(
-            TextColumn("[bold]train-prior"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn(
-                "epoch {task.fields[epoch]}  loss_D {task.fields[d]}  loss_G {task.fields[g]}"
-            ),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            console=Console(stderr=True),
+        self.bar = stderr_progress(
+            "train-prior",
+            "epoch {task.fields[epoch]}  loss_D {task.fields[d]}  loss_G {task.fields[g]}",
         )
         epochs = trainer.config.epochs
         self.task = self.bar.add_task(
