@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,7 +12,7 @@ from torch import nn
 from gradinvert.errors import InvalidInputError, MissingInputError, UsageError
 from gradinvert.generators.dcgan import SIZES, DCGANGenerator, dcgan_init_
 from gradinvert.generators.store import load_generator_file
-from gradinvert.models.registry import load_state, read_state_dict
+from gradinvert.models.registry import import_factory, load_state, read_state_dict
 
 NAMED = ("dcgan",)
 
@@ -51,15 +50,7 @@ def _build_dcgan(input_shape: tuple[int, int, int], seed: int) -> nn.Module:
 
 
 def _import_factory(spec: str) -> nn.Module:
-    module_name, _, attr = spec.partition(":")
-    try:
-        imported = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise UsageError(f"--generator {spec!r}: cannot import {module_name!r} ({exc})") from None
-    factory = getattr(imported, attr, None)
-    if not callable(factory):
-        raise UsageError(f"--generator {spec!r}: {module_name!r} has no callable {attr!r}")
-    made = factory()
+    made = import_factory(spec, "--generator")()
     if not isinstance(made, nn.Module):
         raise UsageError(f"--generator {spec!r}: the factory returned {type(made).__name__}")
     return made

@@ -76,7 +76,7 @@ def _factory(arch: str) -> ModelFactory:
     if arch in _REGISTRY:
         return _REGISTRY[arch]
     if ":" in arch:
-        return _import_factory(arch)
+        return import_factory(arch)
     import torchvision.models
 
     if arch in torchvision_models():
@@ -93,15 +93,16 @@ def _factory(arch: str) -> ModelFactory:
     )
 
 
-def _import_factory(path: str) -> ModelFactory:
+def import_factory(path: str, what: str = "model") -> Callable[..., Any]:
+    """The callable a ``package.module:factory`` path names (``what`` names it in errors)."""
     module_name, _, attr = path.partition(":")
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise UsageError(f"model {path!r}: cannot import {module_name!r} ({exc})") from None
+        raise UsageError(f"{what} {path!r}: cannot import {module_name!r} ({exc})") from None
     factory = getattr(module, attr, None)
     if not callable(factory):
-        raise UsageError(f"model {path!r}: {module_name!r} has no callable {attr!r}")
+        raise UsageError(f"{what} {path!r}: {module_name!r} has no callable {attr!r}")
     return factory
 
 
