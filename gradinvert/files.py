@@ -21,6 +21,8 @@ from safetensors.torch import save as save_bytes
 from gradinvert.atomic import atomic_path, write_text_atomic
 from gradinvert.errors import InvalidInputError, MissingInputError, UsageError
 from gradinvert.models.spec import InputSpec, ModelSpec
+from gradinvert.schema import validate_update_metadata
+from gradinvert.tensorcheck import as_float32, batch_problems, raise_problems, update_problems
 
 SCHEMA_VERSION = "1"
 UpdateKind = Literal["gradient", "delta"]
@@ -125,7 +127,7 @@ def _json_field(path: Path, metadata: dict[str, str], key: str, default: Any = N
         raise InvalidInputError(f"{path}: metadata key {key!r} is missing")
     try:
         return json.loads(metadata[key])
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):  # JSONDecodeError is a ValueError
         raise InvalidInputError(f"{path}: metadata key {key!r} is not valid JSON") from None
 
 
@@ -201,14 +203,16 @@ def save_update(update: UpdateFile, path: str | os.PathLike[str]) -> None:
 
 
 def load_update(path: str | os.PathLike[str]) -> UpdateFile:
-    """Read and validate an update file."""
+    """Read and validate an update file: its metadata against the schema, then its tensors.
+
+    Every problem of a part is reported at once (``InvalidInputError``, exit 65); floating
+    tensors come back as float32.
+    """
     tensors, metadata = read_safetensors(path)
     path = Path(path)
     _require_schema(path, metadata, "update")
-    kind = metadata.get("kind")
-    if kind not in UPDATE_PREFIX:
-        raise InvalidInputError(f"{path}: metadata 'kind' must be gradient or delta, got {kind!r}")
-    prefix = UPDATE_PREFIX[kind]
+    meta = validate_update_metadata(str(path), metadata)
+    prefix = UPDATE_PREFIX[meta.kind]
     update, params, buffers = {}, {}, {}
     bn_parts: dict[str, dict[str, torch.Tensor]] = {}
     for key, value in tensors.items():
@@ -223,41 +227,28 @@ def load_update(path: str | os.PathLike[str]) -> UpdateFile:
             bn_parts.setdefault(module, {})[stat] = value
     if not update:
         raise InvalidInputError(f"{path}: holds no '{prefix}*' tensors")
-    missing = sorted(set(update) - set(params))
-    if missing:
-        raise InvalidInputError(f"{path}: update tensors without model parameters: {missing[:3]}")
-    bn_stats = {}
-    for module, parts in bn_parts.items():
-        if set(parts) != {"mean", "var"}:
-            raise InvalidInputError(f"{path}: BN statistics of {module!r} need mean and var")
-        bn_stats[module] = (parts["mean"], parts["var"])
-    local = _json_field(path, metadata, "local", default="null")
-    mode = metadata.get("mode", "eval")
-    if mode not in ("train", "eval"):
-        raise InvalidInputError(f"{path}: metadata 'mode' must be train or eval, got {mode!r}")
-    batch_size = metadata.get("batch_size") or None
-    seed = metadata.get("seed") or None
-    try:
-        return UpdateFile(
-            kind=kind,  # type: ignore[arg-type]
-            update=update,
-            params=params,
-            buffers=buffers,
-            model=ModelSpec.from_dict(_json_field(path, metadata, "model")),
-            input=InputSpec.from_dict(_json_field(path, metadata, "input")),
-            mode=mode,  # type: ignore[arg-type]
-            batch_size=None if batch_size is None else int(batch_size),
-            bn_stats=bn_stats,
-            local=None if local in (None, "null") else LocalTraining(**local),
-            loss=_json_field(path, metadata, "loss", default={"name": "cross_entropy"}),
-            defense=_json_field(path, metadata, "defense", default=[]) or [],
-            threat=_json_field(path, metadata, "threat", default={}) or {},
-            seed=None if seed is None else int(seed),
-            created=metadata.get("created", ""),
-            torch_version=metadata.get("torch", ""),
-        )
-    except (TypeError, ValueError, KeyError) as exc:
-        raise InvalidInputError(f"{path}: malformed update metadata ({exc})") from None
+    raise_problems(str(path), update_problems(prefix, update, params, buffers, bn_parts))
+    update, params, buffers = as_float32(update), as_float32(params), as_float32(buffers)
+    bn_stats = {m: (p["mean"].float(), p["var"].float()) for m, p in bn_parts.items()}
+    local = meta.local
+    return UpdateFile(
+        kind=meta.kind,
+        update=update,
+        params=params,
+        buffers=buffers,
+        model=ModelSpec(meta.model.arch, meta.model.num_classes, dict(meta.model.kwargs)),
+        input=InputSpec(meta.input.shape, tuple(meta.input.mean), tuple(meta.input.std)),
+        mode=meta.mode,
+        batch_size=meta.batch_size,
+        bn_stats=bn_stats,
+        local=None if local is None else LocalTraining(**local.model_dump()),
+        loss=meta.loss.model_dump(),
+        defense=[entry.model_dump(exclude_none=True) for entry in meta.defense],
+        threat=dict(meta.threat),
+        seed=meta.seed,
+        created=meta.created,
+        torch_version=meta.torch,
+    )
 
 
 # ---------------------------------------------------------------- batch files
@@ -289,15 +280,12 @@ def load_batch(path: str | os.PathLike[str]) -> BatchFile:
     images, labels = tensors.get("images"), tensors.get("labels")
     if images is None or labels is None:
         raise InvalidInputError(f"{path}: a batch file needs 'images' and 'labels' tensors")
-    if images.ndim != 4 or images.shape[1] not in (1, 3):
-        raise InvalidInputError(f"{path}: 'images' must be N×C×H×W with C 1 or 3")
-    if labels.shape != (images.shape[0],):
-        raise InvalidInputError(f"{path}: {labels.numel()} labels for {images.shape[0]} images")
+    raise_problems(str(path), batch_problems(images, labels))
     decoded: dict[str, Any] = {}
     for key, value in metadata.items():
         try:
             decoded[key] = json.loads(value)
-        except (json.JSONDecodeError, TypeError):
+        except (ValueError, TypeError, RecursionError):
             decoded[key] = value
     return BatchFile(images=images.float(), labels=labels.long(), metadata=decoded)
 
