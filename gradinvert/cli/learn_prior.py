@@ -24,13 +24,16 @@ HELP = "\n\n".join(
         "Per task (one update, drawn in a seeded order: epochs over the list, each a fresh "
         "permutation): --restarts latent searches of --latent-iterations (Adam lr 3e-2, 1 − "
         "global cosine + TV 1e-6 + --z-norm·||z||₂); the best one's latents fixed, one copy of "
-        "the whole generator shared by the batch is fine-tuned for --iterations (Adam lr 1e-3); "
+        "the whole generator shared by the batch is fine-tuned for --iterations (Adam lr 1e-3, "
+        "absolute as in the official code; --generator-lr-scale relative steps each weight "
+        "tensor by the lr × its RMS, as invert does by default); "
         "then a Reptile step: Adam (--meta-lr) on ||θ′ − θ||², i.e. meta-gradient 2(θ − θ′), "
         "moves the generator toward the copy. The generator stays in eval mode (BN running "
         "statistics). Defaults are the official run: 200 tasks, 1000 + 500 iterations.",
         "--generator is where to start: dcgan (untrained, seeded by --seed), a generator file "
         "(train-prior or learn-prior), or package.module:factory. The output is a generator "
-        "file like train-prior's (use it with invert --generator); its 'training' metadata "
+        "file like train-prior's (use it with invert --generator; one started from a factory "
+        "records the factory's path and imports it again when loaded); its 'training' metadata "
         "records the tasks, each update file's SHA-256, the order, the settings and every "
         "task's final gradient distance.",
         "--samples writes a grid of 64 images from fixed latents every --samples-every tasks. "
@@ -76,6 +79,13 @@ def learn_prior_command(
     generator_lr: Annotated[
         float, typer.Option("--generator-lr", help="Adam lr of the generator copy.")
     ] = 1e-3,
+    generator_lr_scale: Annotated[
+        str,
+        typer.Option(
+            "--generator-lr-scale",
+            help="absolute (official GIML) or relative (each weight tensor steps by lr × its RMS).",
+        ),
+    ] = "absolute",
     seed: Annotated[int, typer.Option("--seed", help="Random seed; recorded in the output.")] = 0,
     checkpoint: Annotated[
         Path | None, typer.Option("--checkpoint", help="Save the run state here after every task.")
@@ -111,6 +121,7 @@ def learn_prior_command(
         z_norm=z_norm,
         latent_lr=latent_lr,
         generator_lr=generator_lr,
+        generator_lr_scale=generator_lr_scale,
         seed=seed,
         samples_every=samples_every,
     )

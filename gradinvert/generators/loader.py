@@ -15,6 +15,7 @@ from gradinvert.generators.store import load_generator_file
 from gradinvert.models.registry import import_factory, load_state, read_state_dict
 
 NAMED = ("dcgan",)
+FACTORY = "factory"  # the architecture name of a generator file made from a user factory
 
 
 @dataclass
@@ -60,16 +61,48 @@ def _from_file(path: Path) -> tuple[nn.Module, dict[str, Any]]:
     stored = load_generator_file(path)
     arch = dict(stored.arch)
     name = arch.pop("name")
-    if name != "dcgan":
+    source: dict[str, Any] = {"file": str(path), "arch": stored.arch, "training": stored.training}
+    if name == FACTORY:
+        module = _recorded_factory(path, arch.get("factory"))
+        source["factory"] = arch["factory"]
+    elif name == "dcgan":
+        try:
+            module = DCGANGenerator(**arch)
+        except (TypeError, ValueError) as exc:
+            raise InvalidInputError(
+                f"{path}: bad generator architecture {stored.arch} ({exc})"
+            ) from None
+    else:
         raise InvalidInputError(f"{path}: unknown generator architecture {name!r}")
-    try:
-        module = DCGANGenerator(**arch)
-    except (TypeError, ValueError) as exc:
-        raise InvalidInputError(
-            f"{path}: bad generator architecture {stored.arch} ({exc})"
-        ) from None
     load_state(module, stored.state, str(path))
-    return module, {"file": str(path), "arch": stored.arch, "training": stored.training}
+    return module, source
+
+
+def _recorded_factory(path: Path, spec: object) -> nn.Module:
+    """The module a file's ``{"name": "factory", "factory": "pkg.mod:fn"}`` record names,
+    built by importing that factory (it must be importable here, as for ``--generator``)."""
+    if not isinstance(spec, str) or ":" not in spec:
+        raise InvalidInputError(f"{path}: the factory record needs 'factory': 'package.module:fn'")
+    try:
+        return _import_factory(spec)
+    except UsageError as exc:
+        raise InvalidInputError(
+            f"{path}: its architecture is the factory {spec!r}, which does not load here "
+            f"({exc.message}); put its package on PYTHONPATH"
+        ) from None
+
+
+def arch_record(generator: Generator) -> dict[str, Any]:
+    """The ``generator`` metadata a generator file stores so that it loads back: a DCGAN's
+    constructor arguments, or ``{"name": "factory", "factory": "pkg.mod:fn"}`` for a module a
+    user factory made (loading the file imports that factory again)."""
+    module = generator.module
+    if isinstance(module, DCGANGenerator):
+        return module.arch()
+    factory = generator.source.get("factory")
+    if not isinstance(factory, str):
+        raise ValueError(f"no architecture record for a {type(module).__name__}")
+    return {"name": FACTORY, "factory": factory}
 
 
 def load_generator(

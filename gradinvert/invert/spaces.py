@@ -235,7 +235,11 @@ class WeightSpace(_GeneratorCopies):
 
 class SharedWeightSpace(_GeneratorCopies):
     """Per seed, ONE copy of the generator's weights for the whole batch, latents fixed:
-    image_i = G_θ(z_i). GIML fine-tunes such a copy per task before its Reptile step."""
+    image_i = G_θ(z_i). GIML fine-tunes such a copy per task before its Reptile step.
+
+    Its lr is absolute unless ``relative_lr`` (as every generator-copy space): ``learn-prior``
+    keeps the official GIML setting (absolute, ``--generator-lr-scale``), while ``invert``'s
+    :class:`WeightSpace` defaults to relative (``AttackConfig.generator_lr_scale``)."""
 
     name = "shared-w"
 

@@ -10,7 +10,10 @@ the current generator G_θ in eval mode (BN running statistics):
    LatentSpace` with ``z_norm``); the restart with the lowest gradient distance is kept;
 2. fine-tuning: ONE copy θ′ of the whole generator, shared by the batch, Adam (lr 1e-3) on the
    same matching loss with those latents fixed (:class:`~gradinvert.invert.spaces.
-   SharedWeightSpace`); both stages decay the lr ×0.1 at 3/8, 5/8, 7/8 (the gias preset);
+   SharedWeightSpace`); both stages decay the lr ×0.1 at 3/8, 5/8, 7/8 (the gias preset).
+   The generator lr is absolute by default, as in the official GIML code (a DCGAN with Adam
+   1e-3); ``generator_lr_scale="relative"`` steps each weight tensor by lr × its RMS, as
+   ``invert``'s default does (:func:`~gradinvert.invert.spaces.weight_lr_scales`);
 3. Reptile step: the meta-optimizer (Adam, meta lr 1e-2, as in the official code) minimises
    ``||θ′ − θ||²`` over θ, i.e. it is handed the meta-gradient **2(θ − θ′)** (:func:`reptile_step`)
    and moves θ toward θ′. Only parameters move; BN running statistics stay as they are.
@@ -45,7 +48,7 @@ import torch
 from gradinvert.atomic import atomic_path
 from gradinvert.errors import InvalidInputError, MissingInputError, UsageError
 from gradinvert.files import UpdateFile, load_update, parse_labels
-from gradinvert.generators import DCGANGenerator, Generator, load_generator, save_generator
+from gradinvert.generators import Generator, arch_record, load_generator, save_generator
 from gradinvert.invert.attack import _hand_over, _prepare, check_update, resolve_labels
 from gradinvert.invert.config import AttackConfig, preset
 from gradinvert.invert.engine import Engine, InterruptedRun, fingerprint
@@ -59,6 +62,7 @@ RECIPE = "GIML (Jeon et al. 2021): latent search, shared-copy fine-tuning, Repti
 META_GRADIENT = "2(θ − θ′): Adam on ||θ′ − θ||²"
 LABELS_SUFFIX = ".labels.json"
 GLOB_CHARS = set("*?[")
+LR_SCALES = ("absolute", "relative")
 
 Log = Callable[[str], None]
 
@@ -78,6 +82,7 @@ class LearnPriorConfig:
     z_norm: float = 1e-3
     latent_lr: float = 3e-2
     generator_lr: float = 1e-3
+    generator_lr_scale: str = "absolute"  # official GIML: Adam 1e-3 as is (invert: relative)
     tv: float = 1e-6
     seed: int = 0
     samples_every: int = 10  # rewrite --samples every N tasks (and at the end)
@@ -92,6 +97,10 @@ class LearnPriorConfig:
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 problems.append(f"--{name.replace('_', '-')} {value}: must be positive")
+        if self.generator_lr_scale not in LR_SCALES:
+            problems.append(
+                f"--generator-lr-scale {self.generator_lr_scale!r}: one of {', '.join(LR_SCALES)}"
+            )
         for name in ("z_norm", "tv"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
@@ -266,9 +275,11 @@ def run_task(
         )
         search.run()
         latents, _, record = _hand_over(search)
-        tune = engine(
-            SharedWeightSpace(shape, update.input, device, generator, latents), weight_stage
+        relative = config.generator_lr_scale == "relative"
+        space = SharedWeightSpace(
+            shape, update.input, device, generator, latents, relative_lr=relative
         )
+        tune = engine(space, weight_stage)
         tune.run()
         distances, _ = simulator.evaluate(tune.candidates)
     adapted = {name: value[0].detach() for name, value in tune.params.items()}
@@ -514,12 +525,6 @@ class LearnPriorResult:
     history: list[dict[str, Any]]  # one record per task
 
 
-def _arch(module: torch.nn.Module, spec: str) -> dict[str, Any]:
-    if isinstance(module, DCGANGenerator):
-        return module.arch()
-    return {"name": "factory", "factory": spec}
-
-
 def learn_prior(
     updates: Sequence[str | os.PathLike[str]],
     config: LearnPriorConfig,
@@ -594,6 +599,7 @@ def learn_prior(
         "restarts": config.restarts,
         "latent_lr": config.latent_lr,
         "generator_lr": config.generator_lr,
+        "generator_lr_scale": config.generator_lr_scale,
         "meta_lr": config.meta_lr,
         "meta_optimizer": "adam",
         "meta_gradient": META_GRADIENT,
@@ -607,7 +613,7 @@ def learn_prior(
         "device": device.type,
         "torch": torch.__version__,
     }
-    return LearnPriorResult(module, _arch(module, generator), training, list(learner.history))
+    return LearnPriorResult(module, arch_record(loaded), training, list(learner.history))
 
 
 def save_learned_prior(result: LearnPriorResult, path: str | os.PathLike[str]) -> None:
