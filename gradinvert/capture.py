@@ -28,6 +28,13 @@ class CaptureConfig:
     seed: int | None = 0
 
 
+def global_state(model: nn.Module) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """CPU copies of the model's parameters and buffers: the state a client receives."""
+    params = {n: p.detach().clone().cpu() for n, p in model.named_parameters()}
+    buffers = {n: b.detach().clone().cpu() for n, b in model.named_buffers()}
+    return params, buffers
+
+
 def parameter_gradient(
     model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor
 ) -> dict[str, torch.Tensor]:
@@ -104,8 +111,7 @@ def capture_update(
         raise UsageError(f"{labels.shape[0]} labels for {images01.shape[0]} images")
     model = copy.deepcopy(model).to(device)
     model.train(config.mode == "train")
-    params = {n: p.detach().clone().cpu() for n, p in model.named_parameters()}
-    buffers = {n: b.detach().clone().cpu() for n, b in model.named_buffers()}
+    params, buffers = global_state(model)
     inputs = input_spec.normalize(images01.to(device))
     labels = labels.to(device)
 
@@ -152,4 +158,5 @@ def capture_update(
         },
         seed=config.seed,
         torch_version=torch.__version__,
+        source={"tool": "capture", "simulated": True},
     )

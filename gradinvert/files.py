@@ -63,6 +63,7 @@ class UpdateFile:
     seed: int | None = None
     created: str = ""
     torch_version: str = ""
+    source: dict[str, Any] = field(default_factory=dict)  # where it came from (capture, import)
 
 
 @dataclass
@@ -197,6 +198,7 @@ def save_update(update: UpdateFile, path: str | os.PathLike[str]) -> None:
             "defense": json.dumps(update.defense),
             "threat": json.dumps(update.threat),
             "seed": "" if update.seed is None else str(update.seed),
+            "source": json.dumps(update.source),
         }
     )
     _save(tensors, metadata, path)
@@ -248,6 +250,7 @@ def load_update(path: str | os.PathLike[str]) -> UpdateFile:
         seed=meta.seed,
         created=meta.created,
         torch_version=meta.torch,
+        source=dict(meta.source),
     )
 
 

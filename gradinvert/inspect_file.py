@@ -48,6 +48,7 @@ def summarize(path: str | os.PathLike[str]) -> dict[str, Any]:
                 "bn_stats_layers": len(update.bn_stats),
                 "parameters": sum(t.numel() for t in update.params.values()),
                 "seed": update.seed,
+                "source": update.source or None,
             }
         )
     elif kind == "batch":
@@ -75,6 +76,22 @@ def summarize(path: str | os.PathLike[str]) -> dict[str, Any]:
                 "training": training,
             }
         )
+    elif kind == "inverter":
+        from gradinvert.inverter import load_inverter
+        from gradinvert.inverter.apply import summary_of
+        from gradinvert.inverter.store import template_record
+
+        stored = load_inverter(path)
+        record = template_record(stored.template)
+        summary.update(
+            {
+                "inverter": {"arch": stored.inverter.arch, **stored.inverter.settings()},
+                "parameters": sum(p.numel() for p in stored.inverter.parameters()),
+                "template": {k: v for k, v in record.items() if k != "update_shapes"},
+                "training": summary_of(stored.training),
+            }
+        )
+        summary["inverter"].pop("shapes", None)
     elif kind is None:
         raise InvalidInputError(
             f"{Path(path)}: not a gradinvert file (no 'gradinvert.file' metadata)"

@@ -6,6 +6,7 @@ import contextlib
 import signal
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -76,3 +77,41 @@ def stderr_progress(title: str, fields: str) -> Any:
         TimeRemainingColumn(),
         console=Console(stderr=True),
     )
+
+
+def write_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """Write a checkpoint dict atomically with ``torch.save``."""
+    from gradinvert.atomic import atomic_path
+
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def read_checkpoint_file(path: Path, expected_format: str, what: str) -> dict[str, Any]:
+    """A checkpoint dict of ``expected_format`` (``torch.load`` with ``weights_only``).
+
+    ``what`` names the command in errors ("invert", "train-inverter", ...).
+    """
+    from gradinvert.errors import InvalidInputError, MissingInputError
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise MissingInputError(f"{path}: no checkpoint to resume from") from None
+    except Exception as exc:
+        name = type(exc).__name__
+        raise InvalidInputError(f"{path}: not a readable checkpoint ({name})") from None
+    if not isinstance(state, dict) or state.get("format") != expected_format:
+        raise InvalidInputError(f"{path}: not a gradinvert {what} checkpoint")
+    return state
+
+
+def check_same_run(state: dict[str, Any], run_id: str, source: str, inputs: str) -> None:
+    """Refuse (exit 2) a checkpoint whose run fingerprint differs; ``inputs`` says what may."""
+    from gradinvert.errors import UsageError
+
+    if state.get("run_id") != run_id:
+        raise UsageError(
+            f"{source}: the checkpoint belongs to another run (different {inputs}); start "
+            "afresh without --resume or use another --checkpoint path"
+        )

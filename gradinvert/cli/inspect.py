@@ -24,7 +24,7 @@ def _human_bytes(count: int) -> str:
 
 @handle_errors
 def inspect(
-    file: Annotated[Path, typer.Argument(help="An update, batch or generator file.")],
+    file: Annotated[Path, typer.Argument(help="An update, batch, generator or inverter file.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON to stdout.")] = False,
 ) -> None:
     """Summarize a gradinvert file: kind, model, batch, input, defenses, tensors and size."""

@@ -16,6 +16,8 @@ from gradinvert.errors import UsageError
 from gradinvert.files import BatchFile, load_update, parse_labels, save_batch
 from gradinvert.invert import PRESETS, preset, run_attack
 from gradinvert.invert.allocator import keep_freed_memory
+from gradinvert.memory import invert_estimate
+from gradinvert.resources import MaxMemoryOption, check_memory
 
 
 def _paragraph(*parts: str) -> str:
@@ -43,6 +45,13 @@ HELP = "\n\n".join(
         ),
         "Presets (paper defaults):",
         *[f"{p.name}: {p.summary} ({p.source})" for p in PRESETS.values()],
+        _paragraph(
+            "git: one forward pass of a learned inverter (--inverter INV, from",
+            "train-inverter); refused (exit 65) when the inverter was made for another model,",
+            "input size, batch size or update kind. --init git --inverter INV starts every seed",
+            "of an iterative attack (search x) at the inverter's estimate plus --init-noise σ",
+            "(pixel units); --inverter-prior W adds W·mean((x − x_git)²) to every seed's loss.",
+        ),
         _paragraph(
             "The BN prior's reference is the update's shared batch statistics when it carries",
             "them, else the model's running statistics (said on stderr and in the output's",
@@ -80,7 +89,7 @@ def invert(
         Path | None, typer.Option("--png-dir", help="Also write every image as a PNG here.")
     ] = None,
     attack: Annotated[
-        str, typer.Option("--attack", help=f"Preset: {', '.join(PRESETS)}.")
+        str, typer.Option("--attack", help=f"Preset: {', '.join(PRESETS)}, or git.")
     ] = "gradinversion",
     iterations: Annotated[int | None, typer.Option("--iterations", help="Steps.")] = None,
     lr: Annotated[float | None, typer.Option("--lr", help="Learning rate.")] = None,
@@ -151,7 +160,23 @@ def invert(
     ] = None,
     init: Annotated[
         str | None,
-        typer.Option("--init", help="randn (N(0,1) in model input space) or rand (U(0,1) pixels)."),
+        typer.Option(
+            "--init",
+            help="randn (N(0,1) in model input space), rand (U(0,1) pixels) or git (the "
+            "--inverter's estimate).",
+        ),
+    ] = None,
+    inverter: Annotated[
+        str | None,
+        typer.Option("--inverter", help="Inverter file (train-inverter) for git / --init git."),
+    ] = None,
+    init_noise: Annotated[
+        float | None,
+        typer.Option("--init-noise", help="--init git: start noise std in pixels (0.02)."),
+    ] = None,
+    inverter_prior: Annotated[
+        float | None,
+        typer.Option("--inverter-prior", help="Weight W of W·mean((x − x_git)²)."),
     ] = None,
     learn_labels: Annotated[
         bool | None,
@@ -216,7 +241,11 @@ def invert(
         bool, typer.Option("--no-progress", help="No progress bar on stderr.")
     ] = False,
     device: DeviceOption = "auto",
+    max_memory: MaxMemoryOption = None,
 ) -> None:
+    if attack == "git":
+        _invert_with_inverter(update_path, out, labels, png_dir, inverter, device)
+        return
     config = preset(
         attack,
         iterations=iterations,
@@ -242,6 +271,9 @@ def invert(
         langevin=langevin,
         box=box,
         init=init,
+        inverter=inverter,
+        init_noise=init_noise,
+        inverter_prior=inverter_prior,
         learn_labels=learn_labels,
         pick=pick,
         seeds=seeds,
@@ -261,6 +293,7 @@ def invert(
         keep_freed_memory()
     update = load_update(update_path)
     label_list = parse_labels(labels) if labels is not None else None
+    check_memory(invert_estimate(update, config, label_list), max_memory, torch_device)
     result = run_attack(
         update,
         label_list,
@@ -289,6 +322,44 @@ def invert(
         f"{config.attack}: {result.images.shape[0]} images, labels {record['labels']} "
         f"({record['source']}), {picked}, gradient distance "
         f"{meta['candidates'][0]['gradient_distance']:.4g} -> {out}",
+        soft_wrap=True,
+    )
+
+
+def _invert_with_inverter(
+    update_path: Path,
+    out: Path,
+    labels: str | None,
+    png_dir: Path | None,
+    inverter_path: str | None,
+    device: str,
+) -> None:
+    """``--attack git``: one forward pass of a trained inverter."""
+    from gradinvert.invert import AttackConfig
+    from gradinvert.invert.attack import resolve_labels
+    from gradinvert.inverter import invert_with, load_inverter
+
+    if not inverter_path:
+        raise UsageError("--attack git needs --inverter INV (a file written by train-inverter)")
+    torch_device = resolve_device(device)
+    update = load_update(update_path)
+    inverter = load_inverter(inverter_path)
+    label_list = parse_labels(labels) if labels is not None else None
+    choice = resolve_labels(update, label_list, AttackConfig(attack="git"))
+    if choice.source == "restored":
+        console.print(f"labels restored from the update ({choice.method}): {choice.labels}")
+    say = lambda message: console.print(message, soft_wrap=True)  # noqa: E731
+    result = invert_with(inverter, update, choice.labels or [], choice.to_dict(), torch_device, say)
+    result.metadata["update"] = str(update_path)
+    result.metadata["inverter"]["path"] = str(inverter_path)
+    save_batch(result, out, deterministic=True)
+    if png_dir is not None:
+        _write_pngs(result, png_dir)
+    seconds = result.metadata["inverter"]["seconds"]
+    console.print(
+        f"git: {result.images.shape[0]} images from one pass of the "
+        f"{result.metadata['inverter']['arch']} inverter ({seconds * 1000:.0f} ms), labels "
+        f"{choice.labels} ({choice.source}) -> {out}",
         soft_wrap=True,
     )
 

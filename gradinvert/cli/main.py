@@ -7,12 +7,13 @@ from typing import Annotated
 import typer
 
 from gradinvert import __version__
-from gradinvert.cli import capture, inspect
+from gradinvert.cli import capture, import_cmd, inspect
 from gradinvert.cli import demo as demo_cmd
 from gradinvert.cli import evaluate as evaluate_cmd
 from gradinvert.cli import invert as invert_cmd
 from gradinvert.cli import labels as labels_cmd
 from gradinvert.cli import learn_prior as learn_prior_cmd
+from gradinvert.cli import train_inverter as train_inverter_cmd
 from gradinvert.cli import train_prior as train_prior_cmd
 from gradinvert.cli.common import state
 
@@ -49,12 +50,14 @@ def main(
 
 app.command("capture")(capture.capture)
 app.command("inspect")(inspect.inspect)
+app.command("import")(import_cmd.import_command)
 app.command("evaluate")(evaluate_cmd.evaluate)
 app.command("invert")(invert_cmd.invert)
 app.command("labels")(labels_cmd.labels)
 app.command("demo")(demo_cmd.demo)
 app.command("train-prior")(train_prior_cmd.train_prior_command)
 app.command("learn-prior")(learn_prior_cmd.learn_prior_command)
+app.command("train-inverter")(train_inverter_cmd.train_inverter_command)
 
 
 def run() -> None:

@@ -18,6 +18,7 @@ import torch
 
 from gradinvert.errors import InvalidInputError, MissingInputError, UnavailableError, UsageError
 from gradinvert.files import BatchFile, UpdateFile, check_labels
+from gradinvert.invert.assume import assume_local_training
 from gradinvert.invert.config import AttackConfig
 from gradinvert.invert.engine import Engine, Progress, fingerprint, read_checkpoint
 from gradinvert.invert.objectives import select_layers
@@ -167,9 +168,13 @@ def run_attack(
         raise UsageError("--resume needs --checkpoint PATH")
     if resume and not Path(checkpoint).exists():  # type: ignore[arg-type]
         raise MissingInputError(f"{checkpoint}: no checkpoint to resume from")
+    recorded = update  # labels are restored from the update as recorded, scale unknown or not
+    update, assumed = assume_local_training(update)
+    if assumed:
+        say(assumed)
     check_update(update)
     generator = _generator(config, generator, update, device)
-    choice = resolve_labels(update, labels, config)
+    choice = resolve_labels(recorded, labels, config)
     if choice.source == "restored":
         say(f"labels restored from the update ({choice.method}): {choice.labels}")
     batch = len(choice.labels) if choice.labels is not None else int(update.batch_size or 0)
@@ -178,6 +183,7 @@ def run_attack(
     if config.attack == "idlg" and batch > 1:
         say("iDLG is defined for a single image; running it on the whole batch")
 
+    start, inverter_record = _inverter_start(config, update, device, say)
     victim, simulator, matched = _prepare(update, choice, config, device, batch)
     bn_ref = None
     bn_source = "none"
@@ -204,6 +210,7 @@ def run_attack(
         update.buffers,
         {k: torch.stack(v) for k, v in update.bn_stats.items()},
         _generator_state(generator),
+        start if start is not None else [],
     )
     saved = read_checkpoint(Path(checkpoint)) if resume else None  # type: ignore[arg-type]
     stages = plan_stages(config)
@@ -229,7 +236,15 @@ def run_attack(
             latents = saved["fixed"]["z"]  # type: ignore[index]
         history: list[dict[str, Any]] = []
         for index, stage in enumerate(stages[first:], start=first):
-            space = build_space(stage, shape, update.input, device, generator, latents)  # type: ignore[arg-type]
+            space = build_space(
+                stage,
+                shape,  # type: ignore[arg-type]
+                update.input,
+                device,
+                generator,
+                latents,
+                reference=start,
+            )
             engine = Engine(
                 simulator,
                 stage.config,
@@ -259,7 +274,28 @@ def run_attack(
                     f"the lowest gradient distance ({min(record['seed_distances']):.4g}); the "
                     "weight stage refines it with one generator copy per image"
                 )
-        return _result(engine, choice, config, matched, bn_source, update)
+        result = _result(engine, choice, config, matched, bn_source, update)
+        if inverter_record is not None:
+            result.metadata["inverter"] = inverter_record
+        return result
+
+
+def _inverter_start(
+    config: AttackConfig, update: UpdateFile, device: torch.device, say: Log
+) -> tuple[torch.Tensor | None, dict[str, Any] | None]:
+    """``--init git`` / ``--inverter-prior``: the inverter's estimate and its record."""
+    if config.init != "git" and not config.inverter_prior:
+        return None, None
+    from gradinvert.inverter import estimate, load_inverter
+
+    inverter = load_inverter(config.inverter)  # type: ignore[arg-type]
+    images, record = estimate(inverter, update, device, say)
+    say(
+        f"seeds start from the {record['arch']} inverter's estimate "
+        f"(+ noise {config.init_noise:g})"
+        + (f", anchored with weight {config.inverter_prior:g}" if config.inverter_prior else "")
+    )
+    return images, record
 
 
 def _generator(

@@ -18,7 +18,7 @@ OPTIMIZERS = ("adam", "signed-adam", "lbfgs")
 OBJECTIVES = ("l2", "sql2", "cosine", "layer-cosine")
 SCHEDULERS = ("none", "step", "cosine")
 PICKS = ("best", "consensus")
-INITS = ("randn", "rand")
+INITS = ("randn", "rand", "git")
 REGISTRATION_CHOICES = ("none", "translate", "translate-flip")
 LAYER_WEIGHTS = ("uniform", "relative")
 SEARCHES = ("x", "z", "w", "zw")
@@ -57,7 +57,12 @@ class AttackConfig:
     seeds: int = 1  # candidates optimized together (restarts / group members)
     seed: int = 0
     box: bool = True  # clamp candidates to the valid pixel box after every step
-    init: str = "randn"  # randn (N(0,1) in model input space) | rand (U(0,1) pixels)
+    # randn (N(0,1) in model input space) | rand (U(0,1) pixels) | git (a learned inverter's
+    # estimate of the batch, plus init_noise·N(0, 1) pixels per seed)
+    init: str = "randn"
+    inverter: str | None = None  # the inverter file of --init git / --inverter-prior
+    init_noise: float = 0.02  # --init git: std of each seed's start noise, in pixel units
+    inverter_prior: float = 0.0  # adds W·mean((x − x_git)²) over pixels to every seed's loss
     learn_labels: bool = False  # without given labels, optimize soft labels jointly (DLG)
     pick: str = "best"  # best (lowest gradient distance) | consensus (group consensus)
     lbfgs_evaluations: int = 20  # loss evaluations per L-BFGS step (torch's max_iter)
@@ -93,6 +98,16 @@ class AttackConfig:
             problems.append("--generator is used by --search z, w or zw, not by --search x")
         if self.generator_weights and not self.generator:
             problems.append("--generator-weights needs --generator")
+        uses_inverter = self.init == "git" or self.inverter_prior > 0
+        if uses_inverter and not self.inverter:
+            problems.append("--init git and --inverter-prior need --inverter INV")
+        if uses_inverter and self.search != "x":
+            problems.append(
+                "--init git and --inverter-prior start or anchor pixels: they need --search x "
+                "(GIAS searches a generator's latents and weights instead)"
+            )
+        if self.init_noise < 0 or self.inverter_prior < 0:
+            problems.append("--init-noise and --inverter-prior must be non-negative")
         if self.latent_iterations < 1:
             problems.append("--latent-iterations must be at least 1")
         for name in ("latent_lr", "generator_lr"):

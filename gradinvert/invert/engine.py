@@ -31,8 +31,7 @@ from typing import Any
 import torch
 from torch.func import grad_and_value, vmap
 
-from gradinvert.atomic import atomic_path
-from gradinvert.errors import ExitCode, GradinvertError, InvalidInputError, UsageError
+from gradinvert.errors import ExitCode, GradinvertError, InvalidInputError
 from gradinvert.invert.config import AttackConfig
 from gradinvert.invert.priors import (
     BnReference,
@@ -44,7 +43,13 @@ from gradinvert.invert.priors import (
 from gradinvert.invert.simulate import Simulator
 from gradinvert.invert.spaces import Params, PixelSpace, SearchSpace
 from gradinvert.models.spec import InputSpec
-from gradinvert.runstate import Interruptible, to_cpu
+from gradinvert.runstate import (
+    Interruptible,
+    check_same_run,
+    read_checkpoint_file,
+    to_cpu,
+    write_checkpoint,
+)
 
 CHECKPOINT_FORMAT = "gradinvert-invert-checkpoint/2"
 MAX_RESETS = 10
@@ -466,11 +471,7 @@ class Engine(Interruptible):
         """Continue from :meth:`state_dict`; refuses a checkpoint of another run."""
         if state.get("format") != CHECKPOINT_FORMAT:
             raise InvalidInputError(f"{source}: not a gradinvert invert checkpoint")
-        if state.get("run_id") != self.run_id:
-            raise UsageError(
-                f"{source}: the checkpoint belongs to another run (different update, labels or "
-                "settings); start afresh without --resume or use another --checkpoint path"
-            )
+        check_same_run(state, self.run_id, source, "update, labels or settings")
         if state.get("stage") != self.stage:
             raise InvalidInputError(
                 f"{source}: the checkpoint is of stage {state.get('stage')!r}, not {self.stage!r}"
@@ -509,8 +510,7 @@ class Engine(Interruptible):
 
     def save(self, path: Path) -> None:
         """Write a checkpoint atomically (``torch.save``; read back with ``weights_only``)."""
-        with atomic_path(path) as tmp:
-            torch.save(self.state_dict(), tmp)
+        write_checkpoint(path, self.state_dict())
 
     def load(self, path: Path) -> None:
         """Read a checkpoint written by :meth:`save` and continue from it."""
@@ -519,14 +519,4 @@ class Engine(Interruptible):
 
 def read_checkpoint(path: Path) -> dict[str, Any]:
     """A checkpoint written by :meth:`Engine.save` (``torch.load`` with ``weights_only``)."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise
-    except Exception as exc:
-        raise InvalidInputError(
-            f"{path}: not a readable checkpoint ({type(exc).__name__})"
-        ) from None
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise InvalidInputError(f"{path}: not a gradinvert invert checkpoint")
-    return state
+    return read_checkpoint_file(path, CHECKPOINT_FORMAT, "invert")

@@ -85,7 +85,13 @@ class SearchSpace:
 
 
 class PixelSpace(SearchSpace):
-    """GI-x: the candidates' pixels (in the model's input space) are the parameters."""
+    """GI-x: the candidates' pixels (in the model's input space) are the parameters.
+
+    ``reference``: N×C×H×W pixels in [0, 1] (a learned inverter's estimate). With
+    ``init="git"`` every seed starts at ``reference + start_noise·N(0, 1)`` (pixel units), so
+    restarts differ; ``anchor`` > 0 adds ``anchor·mean((x − reference)²)`` over the seed's
+    pixels to its loss.
+    """
 
     name = "x"
 
@@ -96,13 +102,23 @@ class PixelSpace(SearchSpace):
         device: Any,
         init: str = "randn",
         box: bool = True,
+        reference: torch.Tensor | None = None,
+        start_noise: float = 0.0,
+        anchor: float = 0.0,
     ) -> None:
         super().__init__(shape, input_spec, device)
+        if (init == "git" or anchor) and reference is None:
+            raise ValueError("init='git' and anchor need the reference images")
         self.init, self.box = init, box
+        self.reference = None if reference is None else reference.to(self.device).float()
+        self.start_noise, self.anchor = start_noise, anchor
 
     def fresh(self, count: int, rng: torch.Generator) -> Params:
         shape = (count, *self.shape)
-        if self.init == "rand":
+        if self.init == "git":
+            noise = torch.randn(shape, generator=rng).to(self.device) * self.start_noise
+            x = (self.reference + noise - self.mean) / self.std
+        elif self.init == "rand":
             x = (torch.rand(shape, generator=rng).to(self.device) - self.mean) / self.std
         else:
             x = torch.randn(shape, generator=rng).to(self.device)
@@ -120,6 +136,18 @@ class PixelSpace(SearchSpace):
         if self.box:
             x = params["x"]
             x.copy_(torch.maximum(torch.minimum(x, self.high), self.low))
+
+    def penalty(self, params: Params) -> torch.Tensor | None:
+        if not self.anchor:
+            return None
+        pixels = params["x"] * self.std + self.mean
+        return self.anchor * (pixels - self.reference).pow(2).mean()
+
+    def describe(self) -> dict[str, Any]:
+        if self.reference is None:
+            return super().describe()
+        noise = self.start_noise if self.init == "git" else None
+        return {"search": self.name, "init": self.init, "start_noise": noise, "anchor": self.anchor}
 
 
 class LatentSpace(SearchSpace):

@@ -58,11 +58,24 @@ def build_space(
     device: torch.device,
     generator: Generator | None,
     latents: torch.Tensor | None = None,
+    reference: torch.Tensor | None = None,
 ) -> SearchSpace:
-    """The search space of ``stage``; a weight stage needs its fixed ``latents`` (K×N×...)."""
+    """The search space of ``stage``; a weight stage needs its fixed ``latents`` (K×N×...).
+
+    ``reference``: a learned inverter's estimate (``--init git`` / ``--inverter-prior``).
+    """
     config = stage.config
     if stage.name == "x":
-        return PixelSpace(shape, input_spec, device, init=config.init, box=config.box)
+        return PixelSpace(
+            shape,
+            input_spec,
+            device,
+            init=config.init,
+            box=config.box,
+            reference=reference,
+            start_noise=config.init_noise,
+            anchor=config.inverter_prior,
+        )
     assert generator is not None
     if stage.name == "z":
         return LatentSpace(shape, input_spec, device, generator)
