@@ -167,7 +167,9 @@ def make_pairs(
 ) -> PairSet:
     """Encode the updates of the batches ``picks`` names (pair j's seed: ``first_seed + j``)."""
     encoded: list[Tensors] = []
-    chunk_size = 64 if maker.batch_size == 1 else 8
+    # per-sample gradients of a chunk are held at once: keep a chunk near 256 MB
+    numel = sum(p.numel() for p in maker.model.parameters())
+    chunk_size = max(1, min(64, (256 << 20) // (4 * numel))) if maker.fast else 8
     for part in chunks(picks.shape[0], chunk_size):
         flat = picks[part].reshape(-1)
         made = maker.make(images[flat], labels[flat], first_seed + part.start)
@@ -176,7 +178,8 @@ def make_pairs(
             if augment != DefenseConfig():
                 seed = first_seed + part.start + offset + AUGMENT_SEED_OFFSET
                 update, _ = apply_defenses(update, copy.copy(augment), seed)
-            encoded.append({k: v.half() for k, v in inverter.encode(update).items()})
+            with torch.no_grad():
+                encoded.append({k: v.half() for k, v in inverter.encode(update).items()})
         if progress is not None:
             progress(len(made))
     return PairSet(stack_encoded(encoded), images[picks], labels[picks])
@@ -513,14 +516,11 @@ def _generate(
             bar.update(task, advance=count)  # type: ignore[arg-type]
 
     try:
-        with torch.no_grad():
-            first = config.seed * 10_000_000
-            train = make_pairs(
-                maker, inverter, images, labels, train_picks, augment, first, advance
-            )
-            val = make_pairs(
-                maker, inverter, images, labels, val_picks, augment, first + 5_000_000, advance
-            )
+        first = config.seed * 10_000_000
+        train = make_pairs(maker, inverter, images, labels, train_picks, augment, first, advance)
+        val = make_pairs(
+            maker, inverter, images, labels, val_picks, augment, first + 5_000_000, advance
+        )
     finally:
         if bar is not None:
             bar.stop()

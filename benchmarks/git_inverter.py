@@ -1,0 +1,404 @@
+"""Learned inversion (GIT, ours after Chen & Liu 2025) vs LTI's MLP, iterative attacks, drift.
+
+    .venv/bin/python benchmarks/git_inverter.py --part lenet|resnet|drift [--epochs 20]
+        [--threads 1]
+
+Every inverter is trained with `train_inverter` (what `gradinvert train-inverter` runs) on
+images it is then never scored on:
+
+* patches: trained on samples/patches32 crops 0 … 2699 (sorted names; random labels, as an
+  attacker without labels would); scored on crops 2700 … 2999 of the same four photographs
+  (the training domain) and on the seven validation photographs of samples/images32 (held-out
+  subjects, samples/splits.json: distribution shift);
+* digits: trained on samples/digits32 0 … 1399 with their labels; scored on 1400 … 1499.
+
+Parts:
+
+* ``lenet``: DLG's sigmoid LeNet (seeded 0), batch 1, 32 px, one gradient. `git` and `mlp`
+  (LTI: hidden 3000-3000) on the same pairs (1000 and all), MSE/PSNR/SSIM of one forward pass;
+  the all-pairs inverters under test-time Gaussian noise σ 0.01 / 0.1 and pruning 0.99, with
+  and without training augmentation (noise:0.1); DLG (300 L-BFGS steps) and IG (1000 steps,
+  one seed) on the same defended updates of the first four test images.
+* ``resnet``: torchvision resnet18(num_classes=10) seeded 0, eval mode, batch 1, 32 px: IG
+  from noise against IG started at the `git` inverter's estimate (`--init git`), PSNR/SSIM of
+  the run's current image after 10, 100, 300 and 1000 iterations (one seed each, so nothing is
+  selected), on four validation photographs.
+* ``drift``: the LeNet patches `git` inverter (trained on the round-0 weights) applied to
+  updates of the same model after 1, 10 and 100 local SGD steps (lr 0.1, batch 8) on digits:
+  relative parameter distance and MSE, with the transpose paths reading the drifted weights
+  (what `invert --attack git` does) and with the template's.
+
+Scores: PSNR/SSIM per image after Hungarian matching on MSE (the tool's metric code), mean
+over the test images. Writes benchmarks/results/git_<part>.md and grids under
+benchmarks/results/git/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+
+import torch
+from common import RESULTS, SAMPLES, write_result
+
+from gradinvert.capture import CaptureConfig, capture_update, local_sgd_delta
+from gradinvert.defenses import DefenseConfig
+from gradinvert.files import UpdateFile
+from gradinvert.images import expand_image_paths, load_images
+from gradinvert.invert import preset, run_attack
+from gradinvert.invert.allocator import keep_freed_memory
+from gradinvert.inverter import TrainInverterConfig, estimate, train_inverter
+from gradinvert.inverter.store import InverterFile, save_inverter
+from gradinvert.metrics import assign, pairwise_mse, psnr, ssim
+from gradinvert.models import NORMALIZATIONS, InputSpec, build_model, model_spec
+from gradinvert.report import save_grid
+
+GRIDS = RESULTS / "git"
+SMOKE = False  # --smoke: tiny sizes, results not written
+DEFENSES = {
+    "clean": DefenseConfig(),
+    "noise 0.01": DefenseConfig(noise=0.01),
+    "noise 0.1": DefenseConfig(noise=0.1),
+    "prune 0.99": DefenseConfig(prune=0.99),
+}
+
+
+def corpus(name: str) -> dict[str, tuple[torch.Tensor, torch.Tensor | None]]:
+    """Training and test images (with labels where the corpus has them)."""
+    if name == "patches":
+        paths = expand_image_paths([SAMPLES / "patches32"])
+        images, _ = load_images(paths)
+        splits = json.loads((SAMPLES / "splits.json").read_text())["images32"]["validation"]
+        photos, _ = load_images([SAMPLES / "images32" / n for n in splits])
+        return {
+            "train": (images[:2700], None),
+            "test": (images[2700:], None),
+            "photos": (photos, None),
+        }
+    paths = expand_image_paths([SAMPLES / "digits32"])
+    known = json.loads((SAMPLES / "digits32" / "labels.json").read_text())
+    labels = torch.tensor([known[p.name] for p in paths[:1500]])
+    images, _ = load_images(paths[:1500])
+    return {"train": (images[:1400], labels[:1400]), "test": (images[1400:], labels[1400:])}
+
+
+def client(arch: str, mode: str = "eval") -> tuple:
+    mean, std = NORMALIZATIONS["imagenet"]
+    spec_in = InputSpec((3, 32, 32), mean, std)
+    spec = model_spec(arch, 10, spec_in.shape)
+    return build_model(spec, init_seed=0).eval(), spec, spec_in
+
+
+def update_of(model, spec, spec_in, image, label, defense=DefenseConfig(), seed=0) -> UpdateFile:  # noqa: ANN001, B008
+    config = CaptureConfig(defense=defense, seed=seed)
+    return capture_update(model, spec, spec_in, image, label, config)
+
+
+def labels_for(images: torch.Tensor, labels: torch.Tensor | None, seed: int) -> torch.Tensor:
+    if labels is not None:
+        return labels
+    return torch.randint(0, 10, (images.shape[0],), generator=torch.Generator().manual_seed(seed))
+
+
+def score(recon: torch.Tensor, truth: torch.Tensor) -> tuple[float, float, float]:
+    """Mean MSE, PSNR and SSIM after Hungarian matching on MSE."""
+    pairs = sorted(assign(pairwise_mse(recon, truth), "mse").truth_of().items())
+    m = [float((recon[r] - truth[t]).pow(2).mean()) for r, t in pairs]
+    p = [float(psnr(recon[r : r + 1], truth[t : t + 1])[0]) for r, t in pairs]
+    s = [float(ssim(recon[r : r + 1], truth[t : t + 1])[0]) for r, t in pairs]
+    return sum(m) / len(m), sum(p) / len(p), sum(s) / len(s)
+
+
+def direct(inverter: InverterFile, updates: list[UpdateFile]) -> torch.Tensor:
+    return torch.cat([estimate(inverter, u)[0] for u in updates])
+
+
+def as_file(result, template: UpdateFile) -> InverterFile:  # noqa: ANN001
+    return InverterFile(result.inverter, template, result.summary, "benchmark")
+
+
+def row(cells: list) -> str:  # noqa: ANN001
+    return "| " + " | ".join(str(c) for c in cells) + " |"
+
+
+def machine(threads: int) -> str:
+    return f"{platform.machine()}, torch {torch.__version__}, {threads} thread(s), CPU"
+
+
+# ---------------------------------------------------------------- lenet
+
+
+def part_lenet(args: argparse.Namespace) -> str:
+    model, spec, spec_in = client("lenet")
+    lines = [
+        "# Learned inversion on LeNet, batch 1 (validation images; see the script's docstring)",
+        "",
+        f"Written by `benchmarks/git_inverter.py --part lenet --epochs {args.epochs}`. Direct "
+        "= one forward pass of the inverter. MSE on [0, 1] pixels.",
+        "",
+    ]
+    for name in ("patches", "digits"):
+        data = corpus(name)
+        train_images, train_labels = data["train"]
+        template = update_of(model, spec, spec_in, train_images[:1], torch.tensor([0]))
+        trained: dict[str, InverterFile] = {}
+        settings = [("git", 1000, ""), ("mlp", 1000, ""), ("git", 0, ""), ("mlp", 0, "")]
+        if name == "patches":
+            settings += [("git", 0, "noise:0.1"), ("mlp", 0, "noise:0.1")]
+        table = [
+            f"## {name}",
+            "",
+            "| inverter | pairs | augment | epochs (best) | train time (s) | test set | MSE | "
+            "PSNR (dB) | SSIM |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for arch, pairs, augment in settings:
+            count = pairs or int(train_images.shape[0] * 0.9)
+            count = 40 if SMOKE else count
+            config = TrainInverterConfig(
+                arch=arch, pairs=count, epochs=args.epochs, patience=5, augment=augment
+            )
+            started = time.perf_counter()
+            result = train_inverter(template, train_images, train_labels, config, progress=False)
+            seconds = time.perf_counter() - started
+            key = f"{arch}/{pairs or 'all'}/{augment or 'none'}"
+            trained[key] = as_file(result, template)
+            for split in [s for s in data if s != "train"]:
+                images, labels = data[split]
+                labels = labels_for(images, labels, seed=11)
+                if SMOKE:
+                    images, labels = images[:2], labels[:2]
+                updates = [
+                    update_of(model, spec, spec_in, images[i : i + 1], labels[i : i + 1], seed=i)
+                    for i in range(images.shape[0])
+                ]
+                recon = direct(trained[key], updates)
+                mse, p, s = score(recon, images)
+                table.append(
+                    row(
+                        [
+                            arch,
+                            count,
+                            augment or "–",
+                            f"{result.summary['epochs_run']} ({result.summary['best_epoch']})",
+                            f"{seconds:.0f}",
+                            f"{split} ({images.shape[0]})",
+                            f"{mse:.4f}",
+                            f"{p:.2f}",
+                            f"{s:.3f}",
+                        ]
+                    )  # fmt: skip
+                )
+                grid = f"lenet-{name}-{split}-{arch}-{pairs or 'all'}-{augment or 'none'}.png"
+                save_grid(images[:8], recon[:8], [""] * len(recon[:8]), GRIDS / grid)
+                print(table[-1], flush=True)
+        lines += table + [""]
+        lines += _defended(name, data, model, spec, spec_in, trained) + [""]
+    lines.append(f"Machine: {machine(args.threads)}.")
+    return "\n".join(lines)
+
+
+def _defended(name, data, model, spec, spec_in, trained) -> list[str]:  # noqa: ANN001
+    """The all-pairs inverters, DLG and IG under test-time defenses."""
+    images, labels = data["test"]
+    labels = labels_for(images, labels, seed=11)
+    if SMOKE:
+        images, labels = images[:2], labels[:2]
+    lines = [
+        f"### {name}: under test-time defenses (test set)",
+        "",
+        "| defense | git | git (aug noise 0.1) | mlp | mlp (aug noise 0.1) | DLG (4 images) | "
+        "IG (4 images) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for label, defense in DEFENSES.items():
+        updates = [
+            update_of(model, spec, spec_in, images[i : i + 1], labels[i : i + 1], defense, seed=i)
+            for i in range(images.shape[0])
+        ]
+        cells = [label]
+        for key in ("git/all/none", "git/all/noise:0.1", "mlp/all/none", "mlp/all/noise:0.1"):
+            if key not in trained:
+                cells.append("–")
+                continue
+            mse, p, _ = score(direct(trained[key], updates), images)
+            cells.append(f"{mse:.4f} ({p:.1f} dB)")
+        for attack, settings in (("dlg", {}), ("ig", {"iterations": 1000, "seeds": 1})):
+            if name != "patches":
+                cells.append("–")
+                continue
+            recon = []
+            for i in range(1 if SMOKE else 4):
+                config = preset(attack, **({"iterations": 5} if SMOKE else settings))
+                recon.append(run_attack(updates[i], None, config, progress=False).images)
+            mse, p, _ = score(torch.cat(recon), images[: len(recon)])
+            cells.append(f"{mse:.4f} ({p:.1f} dB)")
+        lines.append(row(cells))
+        print(lines[-1], flush=True)
+    lines.append("")
+    lines.append(
+        "Cells: MSE (PSNR). DLG: 300 L-BFGS steps, labels learned; IG: 1000 steps, 1 seed."
+    )
+    return lines
+
+
+# ---------------------------------------------------------------- resnet
+
+
+def part_resnet(args: argparse.Namespace) -> str:
+    model, spec, spec_in = client("resnet18")
+    data = corpus("patches")
+    train_images, _ = data["train"]
+    template = update_of(model, spec, spec_in, train_images[:1], torch.tensor([0]))
+    pairs = 20 if SMOKE else args.pairs
+    config = TrainInverterConfig(arch="git", pairs=pairs, epochs=args.epochs, patience=3)
+    started = time.perf_counter()
+    result = train_inverter(template, train_images, None, config, progress=False)
+    train_seconds = time.perf_counter() - started
+    inverter = as_file(result, template)
+    saved = GRIDS / "resnet18-git.safetensors"  # what --init git reads (not committed)
+    save_inverter(saved, result.inverter, template, result.summary)
+    photos, _ = data["photos"]
+    photos = photos[: 1 if SMOKE else 4]
+    labels = labels_for(photos, None, seed=11)
+    checkpoints = (2, 5, 10, 20) if SMOKE else (10, 100, 300, 1000)
+    curves: dict[str, list[list[tuple[float, float]]]] = {"ig": [], "ig + init git": []}
+    direct_scores, finals = [], {"ig": [], "ig + init git": []}
+    for i in range(photos.shape[0]):
+        update = update_of(model, spec, spec_in, photos[i : i + 1], labels[i : i + 1], seed=i)
+        x_git, _ = estimate(inverter, update)
+        direct_scores.append(score(x_git, photos[i : i + 1]))
+        for name, extra in (("ig", {}), ("ig + init git", {"init": "git", "inverter": str(saved)})):
+            seen: list[tuple[float, float]] = []
+
+            def record(engine, progress, truth=photos[i : i + 1], seen=seen) -> None:  # noqa: ANN001
+                if progress.iteration in checkpoints:
+                    _, p, s = score(engine.pixels()[0], truth)
+                    seen.append((p, s))
+
+            attack = preset("ig", iterations=checkpoints[-1], seeds=1, **extra)
+            out = run_attack(update, None, attack, progress=False, on_iteration=record).images
+            curves[name].append(seen)
+            finals[name].append(out)
+    lines = [
+        "# IG from noise vs IG started at the GIT estimate (ResNet-18, batch 1, eval, 32 px)",
+        "",
+        f"Written by `benchmarks/git_inverter.py --part resnet --pairs {args.pairs} --epochs "
+        f"{args.epochs}`. Inverter: `git` trained on {result.summary['pairs']} pairs of "
+        f"patches32 crops 0 … 2699 ({result.summary['epochs_run']} epochs, best "
+        f"{result.summary['best_epoch']}, {train_seconds:.0f} s including "
+        f"{result.summary['pair_seconds']:.0f} s of pairs); scored on 4 validation photographs.",
+        "",
+        "| attack | " + " | ".join(f"PSNR / SSIM @{c}" for c in checkpoints) + " |",
+        "|---|" + "---|" * len(checkpoints),
+    ]
+    mean_direct = [sum(s[k] for s in direct_scores) / len(direct_scores) for k in range(3)]
+    lines.append(
+        row(
+            ["git direct (0 iterations)", f"{mean_direct[1]:.2f} / {mean_direct[2]:.3f}"]
+            + ["" for _ in checkpoints[1:]]
+        )  # fmt: skip
+    )
+    for name, runs in curves.items():
+        cells = [name]
+        for k in range(len(checkpoints)):
+            p = sum(r[k][0] for r in runs) / len(runs)
+            s = sum(r[k][1] for r in runs) / len(runs)
+            cells.append(f"{p:.2f} / {s:.3f}")
+        lines.append(row(cells))
+    save_grid(photos, torch.cat(finals["ig"]), [""] * len(photos), GRIDS / "resnet-ig.png")
+    save_grid(
+        photos, torch.cat(finals["ig + init git"]), [""] * len(photos), GRIDS / "resnet-ig-git.png"
+    )
+    lines += ["", f"Machine: {machine(args.threads)}."]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- drift
+
+
+def part_drift(args: argparse.Namespace) -> str:
+    model, spec, spec_in = client("lenet")
+    data = corpus("patches")
+    train_images, _ = data["train"]
+    template = update_of(model, spec, spec_in, train_images[:1], torch.tensor([0]))
+    pairs = 40 if SMOKE else 2430
+    config = TrainInverterConfig(arch="git", pairs=pairs, epochs=args.epochs, patience=5)
+    inverter = as_file(
+        train_inverter(template, train_images, None, config, progress=False), template
+    )
+    digits = corpus("digits")["train"]
+    images, _ = data["test"]
+    images = images[: 2 if SMOKE else 100]
+    labels = labels_for(images, None, seed=11)
+    lines = [
+        "# Parameter discrepancy: a LeNet `git` inverter of round-0 weights on drifted models",
+        "",
+        f"Written by `benchmarks/git_inverter.py --part drift --epochs {args.epochs}`. The "
+        "global model takes S local SGD steps (lr 0.1, batch 8) on digits before the client "
+        "computes its gradient on 100 patches32 test crops.",
+        "",
+        "| SGD steps | relative distance | MSE (drifted weights) | PSNR | MSE (template weights) "
+        "| PSNR |",
+        "|---|---|---|---|---|---|",
+    ]
+    from gradinvert.inverter.apply import parameter_discrepancy
+
+    for steps in (0, 1, 10, 100):
+        drifted = build_model(spec, init_seed=0).eval()
+        for step in range(steps):
+            idx = torch.arange(8 * step, 8 * step + 8) % digits[0].shape[0]
+            x = spec_in.normalize(digits[0][idx])
+            local_sgd_delta(drifted, x, digits[1][idx], [torch.arange(8)], 0.1)
+        updates = [
+            update_of(drifted, spec, spec_in, images[i : i + 1], labels[i : i + 1], seed=i)
+            for i in range(images.shape[0])
+        ]
+        distance = parameter_discrepancy(template, updates[0])
+        with_drift = score(direct(inverter, updates), images)
+        fixed = []
+        for update in updates:
+            stale = UpdateFile(**{**update.__dict__, "params": template.params})
+            fixed.append(estimate(inverter, stale)[0])
+        stale_scores = score(torch.cat(fixed), images)
+        lines.append(
+            row(
+                [
+                    steps,
+                    f"{distance:.3g}",
+                    f"{with_drift[0]:.4f}",
+                    f"{with_drift[1]:.2f}",
+                    f"{stale_scores[0]:.4f}",
+                    f"{stale_scores[1]:.2f}",
+                ]
+            )  # fmt: skip
+        )
+        print(lines[-1], flush=True)
+    lines += ["", f"Machine: {machine(args.threads)}."]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--part", choices=("lenet", "resnet", "drift"), required=True)
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--pairs", type=int, default=1000, help="resnet: training pairs")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks the script runs")
+    args = parser.parse_args()
+    global SMOKE
+    SMOKE = args.smoke
+    torch.set_num_threads(args.threads)
+    keep_freed_memory()
+    GRIDS.mkdir(parents=True, exist_ok=True)
+    text = {"lenet": part_lenet, "resnet": part_resnet, "drift": part_drift}[args.part](args)
+    if SMOKE:
+        print(text)
+        return
+    write_result(text, RESULTS / f"git_{args.part}.md")
+
+
+if __name__ == "__main__":
+    main()
