@@ -11,6 +11,9 @@ from gradinvert.cli.common import console, emit_json, handle_errors
 from gradinvert.errors import InvalidInputError, UsageError
 from gradinvert.files import labels_document, load_batch, load_update, write_labels
 from gradinvert.labels import multiset_accuracy, restore_labels
+from gradinvert.memory import estimate_labels
+from gradinvert.models.footprint import update_footprint
+from gradinvert.resources import MaxMemoryOption, check_memory
 
 
 @handle_errors
@@ -34,6 +37,7 @@ def labels(
         int | None,
         typer.Option("--batch-size", help="Batch size, when the update does not record it."),
     ] = None,
+    max_memory: MaxMemoryOption = None,
 ) -> None:
     """Restore the labels of the batch behind an update from its last linear layer.
 
@@ -44,11 +48,15 @@ def labels(
     --truth also "accuracy" (share of the truth multiset matched) and "truth".
 
     Exit codes: 0 done; 2 bad option, or batch size unknown (give --batch-size);
-    65 not an update file, or the model has no linear output layer; 66 file missing.
+    65 not an update file, invalid metadata or tensors, or the model has no linear output
+    layer; 66 file missing; 69 the estimated memory exceeds --max-memory.
     """
     if out not in (None, "-") and Path(out).is_dir():
         raise UsageError(f"--out {out}: is a folder, give a file name")
     update_file = load_update(update)
+    size = batch_size if batch_size is not None and batch_size > 0 else update_file.batch_size
+    footprint = update_footprint(update_file)
+    check_memory(estimate_labels(update_file, footprint, size or 1), max_memory)
     truth_labels = None
     if truth is not None:
         truth_labels = load_batch(truth).labels.tolist()

@@ -17,6 +17,8 @@ from gradinvert.errors import UsageError
 
 # Float slack when turning K·∇b into a hard lower bound on the counts.
 LOWER_BOUND_TOLERANCE = 0.25
+# Greedy count allocation hands out picks in bulk beyond this many (see _bulk_greedy).
+BULK_FROM = 4096
 
 
 @dataclass
@@ -65,11 +67,45 @@ def integer_counts(
     if lower is not None and int(lower.sum()) <= batch_size:
         counts = lower.long().clamp(min=0)
     gap = estimate - counts
+    counts, gap = _bulk_greedy(counts, gap, batch_size - int(counts.sum()), 1.0)
     for _ in range(batch_size - int(counts.sum())):
         j = int(torch.argmax(gap))
         counts[j] += 1
         gap[j] -= 1
     return counts
+
+
+def _bulk_greedy(
+    counts: torch.Tensor, keys: torch.Tensor, remaining: int, step: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Hand out most of ``remaining`` picks at once, exactly as one-by-one greedy picks would.
+
+    The one-by-one rule gives each pick to the class with the largest key and lowers that key by
+    ``step``; every key value above a threshold T is picked before any value at or below it. So
+    the picks above the smallest T leaving at most ``remaining`` of them are given in bulk and
+    fewer than about one per class are left to the loop. Only used for batches beyond
+    ``BULK_FROM`` picks: below that the loop alone is fast and rounding stays as it was.
+    """
+    if remaining <= BULK_FROM or step <= 0:
+        if step <= 0 and remaining > 0:  # keys never move: every pick goes to the largest
+            counts = counts.clone()
+            counts[int(torch.argmax(keys))] += remaining
+        return counts, keys
+
+    def above(threshold: float) -> torch.Tensor:
+        return torch.ceil((keys - threshold) / step).clamp(min=0)
+
+    low, high = float(keys.max()) - remaining * step, float(keys.max())
+    for _ in range(200):
+        middle = (low + high) / 2
+        if middle in (low, high):
+            break
+        if float(above(middle).sum()) <= remaining:
+            high = middle
+        else:
+            low = middle
+    picks = above(high).long()
+    return counts + picks, keys - picks.double() * step
 
 
 def bias_lower_bound(grad_b: torch.Tensor, batch_size: int) -> torch.Tensor:
@@ -242,6 +278,8 @@ def llg_counts(
         negative = negative[torch.argsort(row[negative], stable=True)[:batch_size]]
     counts[negative] = 1
     row[negative] -= impact
+    counts, keys = _bulk_greedy(counts, -row, batch_size - int(counts.sum()), -impact)
+    row = -keys
     for _ in range(batch_size - int(counts.sum())):
         j = int(torch.argmin(row))
         counts[j] += 1

@@ -142,8 +142,8 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     return state
 
 
-def load_state(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
-    """Load a complete state dict; anything that does not fit exactly is an error."""
+def state_problems(model: nn.Module, state: dict[str, torch.Tensor]) -> list[str]:
+    """How ``state`` fails to fit ``model``'s state dict exactly (empty when it fits)."""
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
@@ -159,6 +159,12 @@ def load_state(model: nn.Module, state: dict[str, torch.Tensor], source: str) ->
             f"{len(wrong)} of wrong shape (e.g. {k}: "
             f"{tuple(state[k].shape)} vs {tuple(own[k].shape)})"
         )
+    return problems
+
+
+def load_state(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """Load a complete state dict; anything that does not fit exactly is an error."""
+    problems = state_problems(model, state)
     if problems:
         raise InvalidInputError(f"{source}: weights do not fit the model: " + "; ".join(problems))
     model.load_state_dict(state, strict=True)
