@@ -353,3 +353,16 @@ def test_cli_bad_templates_and_too_few_images(tmp_path: Path) -> None:
     assert not out.exists()
     result = invoke("invert", template, "--attack", "git", "--out", out)
     assert result.exit_code == 2 and "--inverter" in result.output
+
+
+def test_cli_git_refuses_search_settings_and_init_git_refuses_gias(tmp_path: Path, trained) -> None:  # noqa: ANN001
+    path, template = trained
+    file = tmp_path / "t.safetensors"
+    save_update(template, file)
+    out = tmp_path / "r.safetensors"
+    result = invoke("invert", file, "--attack", "git", "--inverter", path, "--iterations", 5,
+                    "--out", out)  # fmt: skip
+    assert result.exit_code == 2 and "--iterations" in result.output and not out.exists()
+    result = invoke("invert", file, "--attack", "gias", "--generator", "dcgan", "--init", "git",
+                    "--inverter", path, "--out", out)  # fmt: skip
+    assert result.exit_code == 2 and "--search x" in result.output and not out.exists()

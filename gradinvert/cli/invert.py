@@ -243,11 +243,7 @@ def invert(
     device: DeviceOption = "auto",
     max_memory: MaxMemoryOption = None,
 ) -> None:
-    if attack == "git":
-        _invert_with_inverter(update_path, out, labels, png_dir, inverter, device)
-        return
-    config = preset(
-        attack,
+    settings = dict(
         iterations=iterations,
         lr=lr,
         optimizer=optimizer,
@@ -277,7 +273,6 @@ def invert(
         learn_labels=learn_labels,
         pick=pick,
         seeds=seeds,
-        seed=seed,
         search=search,
         generator=generator,
         generator_weights=generator_weights,
@@ -286,6 +281,18 @@ def invert(
         generator_lr=generator_lr,
         generator_lr_scale=generator_lr_scale,
     )
+    if attack == "git":
+        given = [k for k, v in settings.items() if v is not None and k != "inverter"]
+        given += ["checkpoint"] * (checkpoint is not None) + ["resume"] * resume
+        if given:
+            names = ", ".join("--" + name.replace("_", "-") for name in given)
+            raise UsageError(
+                f"--attack git is one forward pass of --inverter: {names} set an iterative "
+                "search (use --init git with an iterative --attack for that)"
+            )
+        _invert_with_inverter(update_path, out, labels, png_dir, inverter, device)
+        return
+    config = preset(attack, seed=seed, **settings)
     if resume and checkpoint is None:
         raise UsageError("--resume needs --checkpoint PATH")
     torch_device = resolve_device(device)
