@@ -21,12 +21,15 @@ from safetensors.torch import save as save_bytes
 from gradinvert.atomic import atomic_path, write_text_atomic
 from gradinvert.errors import InvalidInputError, MissingInputError, UsageError
 from gradinvert.models.spec import InputSpec, ModelSpec
-from gradinvert.schema import validate_update_metadata
+from gradinvert.schema import UpdateMetadata, validate_update_metadata
 from gradinvert.tensorcheck import as_float32, batch_problems, raise_problems, update_problems
 
 SCHEMA_VERSION = "1"
 UpdateKind = Literal["gradient", "delta"]
 UPDATE_PREFIX: dict[str, str] = {"gradient": "grad.", "delta": "delta."}
+Tensors = dict[str, torch.Tensor]
+_INTEGER_DTYPES = {"I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8,
+                   "U8": torch.uint8, "BOOL": torch.bool}  # fmt: skip
 
 
 @dataclass
@@ -215,8 +218,43 @@ def load_update(path: str | os.PathLike[str]) -> UpdateFile:
     _require_schema(path, metadata, "update")
     meta = validate_update_metadata(str(path), metadata)
     prefix = UPDATE_PREFIX[meta.kind]
+    update, params, buffers, bn_parts = _update_parts(path, prefix, tensors)
+    raise_problems(str(path), update_problems(prefix, update, params, buffers, bn_parts))
+    update, params, buffers = as_float32(update), as_float32(params), as_float32(buffers)
+    bn_stats = {m: (p["mean"].float(), p["var"].float()) for m, p in bn_parts.items()}
+    return _update_file(meta, update, params, buffers, bn_stats)
+
+
+def read_update_shapes(path: str | os.PathLike[str]) -> UpdateFile:
+    """An update file's validated metadata with its tensors as shapes only (meta device).
+
+    Reads the header alone, not the tensor data: for estimates over many files.
+    """
+    path = _check_exists(path)
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            metadata = dict(f.metadata() or {})
+            slices = {k: f.get_slice(k) for k in f.keys()}  # noqa: SIM118
+            shapes = {k: (v.get_shape(), v.get_dtype()) for k, v in slices.items()}
+    except Exception as exc:
+        raise InvalidInputError(f"{path}: not a readable safetensors file ({exc})") from None
+    _require_schema(path, metadata, "update")
+    meta = validate_update_metadata(str(path), metadata)
+    tensors = {  # floating tensors as load_update returns them: float32
+        k: torch.empty(shape, dtype=_INTEGER_DTYPES.get(dtype, torch.float32), device="meta")
+        for k, (shape, dtype) in shapes.items()
+    }
+    update, params, buffers, bn_parts = _update_parts(path, UPDATE_PREFIX[meta.kind], tensors)
+    bn_stats = {m: (p["mean"], p["var"]) for m, p in bn_parts.items() if set(p) == {"mean", "var"}}
+    return _update_file(meta, update, params, buffers, bn_stats)
+
+
+def _update_parts(
+    path: Path, prefix: str, tensors: dict[str, torch.Tensor]
+) -> tuple[Tensors, Tensors, Tensors, dict[str, Tensors]]:
+    """The update, parameter, buffer and BN-statistics tensors, by their name prefixes."""
     update, params, buffers = {}, {}, {}
-    bn_parts: dict[str, dict[str, torch.Tensor]] = {}
+    bn_parts: dict[str, Tensors] = {}
     for key, value in tensors.items():
         if key.startswith(prefix):
             update[key[len(prefix) :]] = value
@@ -229,9 +267,16 @@ def load_update(path: str | os.PathLike[str]) -> UpdateFile:
             bn_parts.setdefault(module, {})[stat] = value
     if not update:
         raise InvalidInputError(f"{path}: holds no '{prefix}*' tensors")
-    raise_problems(str(path), update_problems(prefix, update, params, buffers, bn_parts))
-    update, params, buffers = as_float32(update), as_float32(params), as_float32(buffers)
-    bn_stats = {m: (p["mean"].float(), p["var"].float()) for m, p in bn_parts.items()}
+    return update, params, buffers, bn_parts
+
+
+def _update_file(
+    meta: UpdateMetadata,
+    update: Tensors,
+    params: Tensors,
+    buffers: Tensors,
+    bn_stats: dict[str, tuple[torch.Tensor, torch.Tensor]],
+) -> UpdateFile:
     local = meta.local
     return UpdateFile(
         kind=meta.kind,

@@ -9,11 +9,15 @@ on convnet, LeNet and ResNet-18 at 32 and 64 px, eval and train mode) and round 
     invert  = file + P·4 + K·P·4·1.25 + K·B·A·4·α + K·B·D·4·10 + generator
               α = 8 in eval mode, 14 in train mode (BN statistics per candidate batch);
               a FedAvg delta replaces B·A·α by E·b·A·α + E·P·1.25 (E local steps of b samples,
-              all kept for the differentiable simulation)
+              all kept for the differentiable simulation); generator = G·4·5 per trained copy
+              of a G-parameter generator (z: one, w: K·B, zw: B)
     labels  = file + P·4 + 4·A·4·2 + head·8·12 + B·100  (head: the last layer's C×F weights)
+    train-prior = 4·(N·D·2 + (P_G + P_D)·4 + b·(A_G + 2·A_D))  (N images, batch b; weights,
+              gradients and two Adam moments; a real and a fake pass through D)
+    learn-prior = the largest of its updates' tasks: invert in the z space with K restarts
 
 When A cannot be measured (a user factory that does not run on the meta device) it is taken
-as 32·D. The estimate leaves out the Python process itself (about 0.5 GB with torch loaded).
+as 32·D. The estimate leaves out the Python process itself (about 1 GB with torch loaded).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from gradinvert.resources import Estimate
 
 if TYPE_CHECKING:
     from gradinvert.invert.config import AttackConfig
+    from gradinvert.priors.train import TrainPriorConfig
 
 FLOAT = 4
 PER_SEED_PARAMS = 1.25  # gradients with their graph, per seed
@@ -129,7 +134,7 @@ def estimate_train_prior(
     d_acts = activations_per_sample(discriminator, (channels, size, size))
     d_acts = d_acts or UNKNOWN_ACTIVATIONS * pixels
     step = min(batch, images)
-    total = FLOAT * (images * pixels * 2 + params * 4 + step * (g_acts + 2 * d_acts) * 3)
+    total = FLOAT * (images * pixels * 2 + params * 4 + step * (g_acts + 2 * d_acts))
     basis = f"{images} images of {channels}×{size}×{size}, batch {step}"
     return Estimate("train-prior", int(total), basis)
 
@@ -171,3 +176,41 @@ def invert_estimate(
     return estimate_invert(
         update, update_footprint(update), batch, config.seeds, config.search, generator
     )
+
+
+def learn_prior_estimate(
+    paths: list[Path], restarts: int, generator: str | None = None
+) -> Estimate:
+    """The largest task of a ``learn-prior`` stream, from the files' headers alone.
+
+    A task is a latent search of ``restarts`` seeds over one update's batch plus one shared,
+    fine-tuned copy of the generator: ``estimate_invert`` in the ``z`` space.
+    """
+    from gradinvert.files import read_update_shapes
+    from gradinvert.models.footprint import update_footprint
+
+    largest = Estimate("learn-prior", 0, "no updates")
+    footprints: dict[str, Footprint] = {}
+    for path in paths:
+        update = read_update_shapes(path)
+        key = repr((update.model.to_dict(), update.input.to_dict()))
+        if key not in footprints:
+            footprints[key] = update_footprint(update)
+        shape = tuple(update.input.shape)
+        size = generator_parameters(generator, shape)  # type: ignore[arg-type]
+        task = estimate_invert(update, footprints[key], update.batch_size or 1, restarts, "z", size)
+        if task.bytes > largest.bytes:
+            largest = Estimate("learn-prior", task.bytes, f"{task.basis}; {path.name}")
+    return largest
+
+
+def train_prior_estimate(paths: list[Path], config: TrainPriorConfig) -> Estimate:
+    """``estimate_train_prior`` for the image files and settings of a ``train-prior`` run."""
+    from gradinvert.generators.dcgan import DCGANDiscriminator, DCGANGenerator
+
+    with torch.device("meta"):
+        models = (
+            DCGANGenerator(size=config.size, channels=config.channels, ngf=config.ngf),
+            DCGANDiscriminator(config.size, config.channels, ndf=config.ngf),
+        )
+    return estimate_train_prior(len(paths), config.channels, config.size, config.batch_size, models)

@@ -9,9 +9,11 @@ import pytest
 import torch
 from hostile_corpus import read_raw, write_raw
 from invert_support import make_update, one_thread  # noqa: F401 (fixture)
+from typer.testing import CliRunner
 
+from gradinvert.cli.main import app
 from gradinvert.errors import InvalidInputError, UnavailableError, UsageError
-from gradinvert.files import LocalTraining, load_update, save_update
+from gradinvert.files import LocalTraining, load_update, read_update_shapes, save_update
 from gradinvert.labels import methods
 from gradinvert.memory import estimate_invert, estimate_labels
 from gradinvert.models.footprint import update_footprint
@@ -22,6 +24,8 @@ from gradinvert.resources import (
     machine_memory,
     parse_memory,
 )
+
+runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
@@ -112,6 +116,28 @@ def test_memory_estimates_follow_batch_seeds_and_local_steps() -> None:
     steps = estimate_invert(delta, footprint, 2, 1)
     assert "3 local steps" in steps.basis
     assert estimate_labels(update, footprint, 10**6).bytes > 10**8
+
+
+def test_header_estimates_equal_full_reads_and_bound_every_reader(
+    valid: Path, tmp_path: Path
+) -> None:
+    full, shapes = load_update(valid), read_update_shapes(valid)
+    assert all(t.device.type == "meta" for t in shapes.update.values())
+    assert estimate_invert(shapes, update_footprint(shapes), 2, 3) == estimate_invert(
+        full, update_footprint(full), 2, 3
+    )
+    out = tmp_path / "g.safetensors"
+    commands = {
+        "learn-prior": ["learn-prior", valid, "--out", out],
+        "train-prior": ["train-prior", "--images", "samples/images32", "--out", out],
+        "labels": ["labels", valid, "--out", out],
+        "invert": ["invert", valid, "--attack", "ig", "--out", out],
+    }
+    for what, command in commands.items():
+        result = runner.invoke(app, [str(a) for a in [*command, "--max-memory", "1KB"]])
+        assert result.exit_code == 69, result.output
+        assert result.stderr.startswith(f"error: {what} would need about ")
+        assert not out.exists()
 
 
 def test_memory_bound_messages_and_parsing() -> None:

@@ -10,7 +10,14 @@ import typer
 from gradinvert.cli.common import DeviceOption, console, handle_errors
 from gradinvert.device import resolve_device
 from gradinvert.errors import UsageError
-from gradinvert.priors.learn import LearnPriorConfig, learn_prior, save_learned_prior
+from gradinvert.memory import learn_prior_estimate
+from gradinvert.priors.learn import (
+    LearnPriorConfig,
+    expand_update_paths,
+    learn_prior,
+    save_learned_prior,
+)
+from gradinvert.resources import MaxMemoryOption, check_memory
 
 HELP = "\n\n".join(
     [
@@ -43,7 +50,8 @@ HELP = "\n\n".join(
         "Exit codes: 2 usage (no UPDATES, a bad setting), 65 invalid input (updates of "
         "different architectures or inputs, a generator that does not fit the input, an "
         "unreadable file or checkpoint), 66 missing input (a file, or a glob that matches "
-        "nothing), 69 unavailable device, 70 internal error, 130 interrupted.",
+        "nothing), 69 unavailable device or more memory needed than --max-memory, 70 internal "
+        "error, 130 interrupted.",
     ]
 )
 
@@ -101,6 +109,7 @@ def learn_prior_command(
         bool, typer.Option("--no-progress", help="No progress bar (one line per task instead).")
     ] = False,
     device: DeviceOption = "auto",
+    max_memory: MaxMemoryOption = None,
 ) -> None:
     if not updates:
         raise UsageError(
@@ -127,6 +136,8 @@ def learn_prior_command(
     )
     config.validate()
     torch_device = resolve_device(device)
+    estimate = learn_prior_estimate(expand_update_paths(updates), config.restarts, generator)
+    check_memory(estimate, max_memory, torch_device)
     result = learn_prior(
         updates,
         config,

@@ -10,7 +10,10 @@ import typer
 from gradinvert.cli.common import DeviceOption, console, handle_errors
 from gradinvert.device import resolve_device
 from gradinvert.errors import UsageError
+from gradinvert.images import expand_image_paths
+from gradinvert.memory import train_prior_estimate
 from gradinvert.priors import TrainPriorConfig, save_prior, train_prior
+from gradinvert.resources import MaxMemoryOption, check_memory
 
 HELP = "\n\n".join(
     [
@@ -32,7 +35,8 @@ HELP = "\n\n".join(
         "step); --resume continues it to exactly the weights of an uninterrupted run, and may "
         "raise --epochs to train a finished run further.",
         "Exit codes: 2 usage (e.g. --size not 32 or 64), 65 invalid input (a folder without "
-        "images, an unreadable image or checkpoint), 66 missing input, 69 unavailable device, "
+        "images, an unreadable image or checkpoint), 66 missing input, 69 unavailable device or "
+        "more memory needed than --max-memory, "
         "70 diverged or internal error, 130 interrupted.",
     ]
 )
@@ -74,6 +78,7 @@ def train_prior_command(
         bool, typer.Option("--no-progress", help="No progress bar (one line per epoch instead).")
     ] = False,
     device: DeviceOption = "auto",
+    max_memory: MaxMemoryOption = None,
 ) -> None:
     sources = [*(images or []), *(more_images or [])]
     if not sources:
@@ -85,6 +90,8 @@ def train_prior_command(
     config = TrainPriorConfig(size=size, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
     config.validate()
     torch_device = resolve_device(device)
+    estimate = train_prior_estimate(expand_image_paths(sources), config)
+    check_memory(estimate, max_memory, torch_device)
     result = train_prior(
         sources,
         config,
