@@ -177,3 +177,13 @@ def test_bulk_label_counts_equal_the_one_by_one_rule(classes: int) -> None:
     assert torch.equal(counts, _one_by_one(estimate.double(), picks))
     huge = methods.integer_counts(estimate.double(), 10**12)  # instant, not 10¹² steps
     assert int(huge.sum()) == 10**12
+
+
+def test_models_are_rebuilt_only_after_the_meta_check(valid: Path, tmp_path: Path) -> None:
+    from gradinvert.models.restore import model_from_update
+
+    wide = '{"arch": "convnet", "num_classes": 4, "kwargs": {"width": 100000}}'
+    update = load_update(_with(valid, tmp_path, model=wide))  # a terabyte if it were built
+    with pytest.raises(InvalidInputError, match="do not fit model 'convnet'"):
+        model_from_update(update)
+    assert model_from_update(load_update(valid)).fc.out_features == 4

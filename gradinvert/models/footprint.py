@@ -75,6 +75,23 @@ def activations_per_sample(model: nn.Module, input_shape: tuple[int, ...]) -> in
     return total
 
 
+def check_update_model(update: UpdateFile) -> nn.Module | None:
+    """The update's model on the meta device, after checking that the file's state fits it.
+
+    Raises ``InvalidInputError`` when the model cannot be built or its state dict differs from
+    the file's parameters and buffers; None for a user factory that cannot run on meta.
+    """
+    model = meta_model(update.model)
+    if model is None:
+        return None
+    problems = state_problems(model, {**update.params, **update.buffers})
+    if problems:
+        raise InvalidInputError(
+            f"the update's tensors do not fit model {update.model.arch!r}: " + "; ".join(problems)
+        )
+    return model
+
+
 def update_footprint(update: UpdateFile) -> Footprint:
     """Check that the update's state fits its model exactly, and measure the model.
 
@@ -82,14 +99,9 @@ def update_footprint(update: UpdateFile) -> Footprint:
     differs from the file's tensors, or it does not run on the declared input shape.
     """
     in_file = sum(t.numel() for t in update.params.values())
-    model = meta_model(update.model)
+    model = check_update_model(update)
     if model is None:
         return Footprint(in_file, None)
-    problems = state_problems(model, {**update.params, **update.buffers})
-    if problems:
-        raise InvalidInputError(
-            f"the update's tensors do not fit model {update.model.arch!r}: " + "; ".join(problems)
-        )
     activations = activations_per_sample(model, tuple(update.input.shape))
     if activations is None and not _user_model(update.model):
         raise InvalidInputError(
