@@ -2,29 +2,28 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
 import torch
 import typer
 
+from gradinvert.batch_input import is_batch_path, load_any_batch
 from gradinvert.capture import CaptureConfig, capture_update
 from gradinvert.cli.common import DeviceOption, console, handle_errors
 from gradinvert.defenses import DefenseConfig
 from gradinvert.device import resolve_device
-from gradinvert.errors import InvalidInputError, MissingInputError, UsageError
+from gradinvert.errors import UsageError
 from gradinvert.files import (
     BatchFile,
     LocalTraining,
     check_labels,
-    is_gradinvert_file,
-    load_batch,
     parse_labels,
     save_batch,
     save_update,
 )
 from gradinvert.images import expand_image_paths, load_images
+from gradinvert.labelmaps import labels_for_images
 from gradinvert.models import (
     NORMALIZATIONS,
     InputSpec,
@@ -33,56 +32,6 @@ from gradinvert.models import (
     model_spec,
     read_state_dict,
 )
-
-LABELS_MAP_NAME = "labels.json"
-
-
-def read_labels_map(path: Path) -> dict[str, int] | None:
-    """A labels file mapping file names to labels ({"0000.png": 0, ...}), or None when the file
-    is a labels list (``{"labels": [...]}`` or ``[...]``) instead."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise MissingInputError(f"{path}: no such labels file") from None
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise InvalidInputError(f"{path}: not a JSON labels file") from None
-    if not isinstance(data, dict) or "labels" in data:
-        return None
-    if not data or not all(isinstance(v, int) and not isinstance(v, bool) for v in data.values()):
-        raise InvalidInputError(f'{path}: expected {{"file name": label, ...}} with int labels')
-    return {str(k): int(v) for k, v in data.items()}
-
-
-def _is_labels_map(value: str) -> bool:
-    path = Path(value)
-    return path.suffix.lower() == ".json" and path.is_file() and read_labels_map(path) is not None
-
-
-def _labels_from_maps(
-    paths: list[Path], maps: list[tuple[Path, dict[str, int]]]
-) -> list[int] | None:
-    """Each image's label from the first map of its folder (by file name, or the path relative
-    to the map's folder); None when no map knows any of them."""
-    labels: list[int | None] = []
-    for path in paths:
-        found = None
-        for map_path, mapping in maps:
-            folder = map_path.parent.resolve()
-            resolved = path.resolve()
-            keys = [path.name]
-            if resolved.is_relative_to(folder):
-                keys.insert(0, resolved.relative_to(folder).as_posix())
-            found = next((mapping[k] for k in keys if k in mapping), None)
-            if found is not None:
-                break
-        labels.append(found)
-    if all(label is None for label in labels):
-        return None
-    missing = [str(p) for p, label in zip(paths, labels, strict=True) if label is None]
-    if missing:
-        names = ", ".join(str(m) for m, _ in maps)
-        raise InvalidInputError(f"{names}: no label for {missing[0]}")
-    return [int(label) for label in labels]  # type: ignore[arg-type]
 
 
 def _select(count: int, start: int, batch_size: int | None) -> slice:
@@ -109,8 +58,10 @@ def _load_inputs(
     start: int = 0,
     batch_size: int | None = None,
 ) -> tuple[torch.Tensor, list[int] | None, list[str]]:
-    if len(sources) == 1 and is_gradinvert_file(sources[0], "batch"):
-        batch = load_batch(sources[0])
+    if len(sources) == 1 and is_batch_path(sources[0]):
+        batch, note = load_any_batch(sources[0])
+        if note:
+            console.print(f"note: {note}", soft_wrap=True)
         chosen = _select(batch.images.shape[0], start, batch_size)
         images = batch.images[chosen]
         if size is not None and images.shape[-1] != size:
@@ -122,26 +73,9 @@ def _load_inputs(
         return images, labels, [f"{sources[0]}[{i}]" for i in indices]
     paths = expand_image_paths(sources)
     paths = paths[_select(len(paths), start, batch_size)]
-    labels = None
-    if labels_arg and _is_labels_map(labels_arg):
-        map_path = Path(labels_arg)
-        labels = _labels_from_maps(paths, [(map_path, read_labels_map(map_path) or {})])
-        if labels is None:
-            raise InvalidInputError(f"{map_path}: no label for {paths[0]}")
-    elif labels_arg:
-        labels = parse_labels(labels_arg)
-    else:
-        maps = []
-        for source in sources:
-            candidate = Path(source) / LABELS_MAP_NAME
-            if Path(source).is_dir() and candidate.is_file():
-                mapping = read_labels_map(candidate)
-                if mapping is not None:
-                    maps.append((candidate, mapping))
-        labels = _labels_from_maps(paths, maps) if maps else None
-        if labels is not None:
-            used = ", ".join(str(m) for m, _ in maps)
-            console.print(f"labels from {used} (no --labels given)", soft_wrap=True)
+    labels, note = labels_for_images(paths, sources, labels_arg)
+    if note:
+        console.print(f"{note} (no --labels given)", soft_wrap=True)
     images, paths = load_images(paths, size)
     return images, labels, [str(p) for p in paths]
 

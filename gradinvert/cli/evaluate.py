@@ -8,10 +8,11 @@ from typing import Annotated
 import torch
 import typer
 
+from gradinvert.batch_input import is_batch_path, load_any_batch, load_image_folder
 from gradinvert.cli.common import DeviceOption, console, emit_json, handle_errors
 from gradinvert.device import resolve_device
 from gradinvert.errors import ExitCode, InvalidInputError, UsageError
-from gradinvert.files import is_gradinvert_file, load_batch, load_update
+from gradinvert.files import BatchFile, load_update
 from gradinvert.images import load_images
 from gradinvert.metrics import (
     LPIPS_NETS,
@@ -31,8 +32,8 @@ def _load_pool(sources: list[Path], shape: tuple[int, int, int]) -> torch.Tensor
     channels, height, width = shape
     parts = []
     for source in sources:
-        if is_gradinvert_file(source, "batch"):
-            images = load_batch(source).images
+        if is_batch_path(source):
+            images = load_any_batch(source)[0].images
             if tuple(images.shape[1:]) != shape:
                 raise InvalidInputError(
                     f"--pool {source}: images are {tuple(images.shape[1:])}, the truth {shape}"
@@ -48,10 +49,35 @@ def _load_pool(sources: list[Path], shape: tuple[int, int, int]) -> torch.Tensor
     return torch.cat(parts) if parts else None
 
 
+def _read(loaded: tuple[BatchFile, str | None]) -> BatchFile:
+    batch, note = loaded
+    if note:
+        console.print(f"note: {note}", soft_wrap=True)
+    return batch
+
+
+def _shape(batch: BatchFile) -> tuple[int, int, int]:
+    return tuple(batch.images.shape[1:])  # type: ignore[return-value]
+
+
 @handle_errors
 def evaluate(
     recon: Annotated[Path, typer.Argument(help="Reconstructed batch file.", metavar="RECON")],
-    truth: Annotated[Path, typer.Option("--truth", help="Ground-truth batch file.")],
+    truth: Annotated[
+        Path,
+        typer.Option(
+            "--truth",
+            help="Ground truth: a batch file, plain images/labels safetensors, or an image folder.",
+        ),
+    ],
+    truth_labels: Annotated[
+        str | None,
+        typer.Option(
+            "--truth-labels",
+            help="Labels of a --truth folder: inline '0,1,2,3', a labels JSON file, or a map of "
+            "file names to labels (default: the folder's labels.json).",
+        ),
+    ] = None,
     json_out: Annotated[
         str | None,
         typer.Option(
@@ -124,8 +150,13 @@ def evaluate(
         raise UsageError("--lpips off conflicts with --match lpips / --fail-above lpips=...")
     torch_device = resolve_device(device)
 
-    recon_batch = load_batch(recon)
-    truth_batch = load_batch(truth)
+    recon_batch = _read(load_any_batch(recon))
+    if truth.is_dir():
+        truth_batch = _read(load_image_folder(truth, truth_labels, _shape(recon_batch)))
+    elif truth_labels is not None:
+        raise UsageError("--truth-labels is for a --truth folder of images")
+    else:
+        truth_batch = _read(load_any_batch(truth))
     update_file = load_update(update) if update is not None else None
     pool_images = _load_pool(list(pool or []), tuple(truth_batch.images.shape[1:]))
     scorer, warning = resolve_lpips(
