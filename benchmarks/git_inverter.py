@@ -19,7 +19,8 @@ Parts:
   the all-pairs inverters under test-time Gaussian noise σ 0.01 / 0.1 and pruning 0.99, with
   and without training augmentation (noise:0.1); DLG (300 L-BFGS steps) and IG (1000 steps,
   one seed) on the same defended updates of the first four test images.
-* ``resnet``: torchvision resnet18(num_classes=10) seeded 0, eval mode, batch 1, 32 px: IG
+* ``resnet``: torchvision resnet18(num_classes=10) seeded 0, eval mode, batch 1 (``--batch 4``:
+  one batch of 4), 32 px: IG
   from noise against IG started at the `git` inverter's estimate (`--init git`), PSNR/SSIM of
   the run's current image after 10, 100, 300 and 1000 iterations (one seed each, so nothing is
   selected), on four validation photographs.
@@ -251,29 +252,31 @@ def part_resnet(args: argparse.Namespace) -> str:
     model, spec, spec_in = client("resnet18")
     data = corpus("patches")
     train_images, _ = data["train"]
-    template = update_of(model, spec, spec_in, train_images[:1], torch.tensor([0]))
+    b = args.batch
+    template = update_of(model, spec, spec_in, train_images[:b], torch.arange(b))
     pairs = 20 if SMOKE else args.pairs
     config = TrainInverterConfig(arch="git", pairs=pairs, epochs=args.epochs, patience=3)
     started = time.perf_counter()
     result = train_inverter(template, train_images, None, config, progress=False)
     train_seconds = time.perf_counter() - started
     inverter = as_file(result, template)
-    saved = GRIDS / "resnet18-git.safetensors"  # what --init git reads (not committed)
+    saved = GRIDS / f"resnet18-b{b}-git.safetensors"  # what --init git reads (not committed)
     save_inverter(saved, result.inverter, template, result.summary)
     photos, _ = data["photos"]
-    photos = photos[: 1 if SMOKE else 4]
+    photos = photos[: b if SMOKE else 4]
     labels = labels_for(photos, None, seed=11)
     checkpoints = (2, 5, 10, 20) if SMOKE else (10, 100, 300, 1000)
     curves: dict[str, list[list[tuple[float, float]]]] = {"ig": [], "ig + init git": []}
     direct_scores, finals = [], {"ig": [], "ig + init git": []}
-    for i in range(photos.shape[0]):
-        update = update_of(model, spec, spec_in, photos[i : i + 1], labels[i : i + 1], seed=i)
+    for i in range(photos.shape[0] // b):
+        batch = slice(i * b, (i + 1) * b)
+        update = update_of(model, spec, spec_in, photos[batch], labels[batch], seed=i)
         x_git, _ = estimate(inverter, update)
-        direct_scores.append(score(x_git, photos[i : i + 1]))
+        direct_scores.append(score(x_git, photos[batch]))
         for name, extra in (("ig", {}), ("ig + init git", {"init": "git", "inverter": str(saved)})):
             seen: list[tuple[float, float]] = []
 
-            def record(engine, progress, truth=photos[i : i + 1], seen=seen) -> None:  # noqa: ANN001
+            def record(engine, progress, truth=photos[batch], seen=seen) -> None:  # noqa: ANN001
                 if progress.iteration in checkpoints:
                     _, p, s = score(engine.pixels()[0], truth)
                     seen.append((p, s))
@@ -283,10 +286,10 @@ def part_resnet(args: argparse.Namespace) -> str:
             curves[name].append(seen)
             finals[name].append(out)
     lines = [
-        "# IG from noise vs IG started at the GIT estimate (ResNet-18, batch 1, eval, 32 px)",
+        f"# IG from noise vs IG started at the GIT estimate (ResNet-18, batch {b}, eval, 32 px)",
         "",
-        f"Written by `benchmarks/git_inverter.py --part resnet --pairs {args.pairs} --epochs "
-        f"{args.epochs}`. Inverter: `git` trained on {result.summary['pairs']} pairs of "
+        f"Written by `benchmarks/git_inverter.py --part resnet --batch {b} --pairs {args.pairs} "
+        f"--epochs {args.epochs}`. Inverter: `git` trained on {result.summary['pairs']} pairs of "
         f"patches32 crops 0 … 2699 ({result.summary['epochs_run']} epochs, best "
         f"{result.summary['best_epoch']}, {train_seconds:.0f} s including "
         f"{result.summary['pair_seconds']:.0f} s of pairs); scored on 4 validation photographs.",
@@ -308,10 +311,9 @@ def part_resnet(args: argparse.Namespace) -> str:
             s = sum(r[k][1] for r in runs) / len(runs)
             cells.append(f"{p:.2f} / {s:.3f}")
         lines.append(row(cells))
-    save_grid(photos, torch.cat(finals["ig"]), [""] * len(photos), GRIDS / "resnet-ig.png")
-    save_grid(
-        photos, torch.cat(finals["ig + init git"]), [""] * len(photos), GRIDS / "resnet-ig-git.png"
-    )
+    for name, tag in (("ig", "ig"), ("ig + init git", "ig-git")):
+        recon = torch.cat(finals[name])
+        save_grid(photos[: len(recon)], recon, [""] * len(recon), GRIDS / f"resnet-b{b}-{tag}.png")
     lines += ["", f"Machine: {machine(args.threads)}."]
     return "\n".join(lines)
 
@@ -385,6 +387,7 @@ def main() -> None:
     parser.add_argument("--part", choices=("lenet", "resnet", "drift"), required=True)
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--pairs", type=int, default=1000, help="resnet: training pairs")
+    parser.add_argument("--batch", type=int, default=1, help="resnet: the client's batch size")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks the script runs")
     args = parser.parse_args()
@@ -397,7 +400,8 @@ def main() -> None:
     if SMOKE:
         print(text)
         return
-    write_result(text, RESULTS / f"git_{args.part}.md")
+    suffix = f"_b{args.batch}" if args.part == "resnet" and args.batch > 1 else ""
+    write_result(text, RESULTS / f"git_{args.part}{suffix}.md")
 
 
 if __name__ == "__main__":
