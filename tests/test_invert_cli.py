@@ -227,3 +227,18 @@ def test_help_lists_the_presets() -> None:
     assert result.exit_code == 0
     for name in ("dlg", "idlg", "ig", "gradinversion"):
         assert f"{name}:" in result.output
+
+
+def test_one_seed_on_a_consensus_preset_picks_that_seed_with_a_note(
+    update_file: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "r.safetensors"
+    result = invoke("invert", update_file, "--attack", "gradinversion", "--seeds", 1,
+                    "--iterations", 2, "--out", out, "--no-progress")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "--pick best" in result.output
+    assert load_batch(out).metadata["pick"] == "best"
+    # an explicit --pick consensus with one seed is still the user's contradiction
+    result = invoke("invert", update_file, "--attack", "gradinversion", "--seeds", 1,
+                    "--pick", "consensus", "--out", out, "--no-progress")  # fmt: skip
+    assert result.exit_code == 2 and "--pick consensus needs --seeds 2" in result.output

@@ -292,7 +292,10 @@ def invert(
             )
         _invert_with_inverter(update_path, out, labels, png_dir, inverter, device)
         return
-    config = preset(attack, seed=seed, **settings)
+    notes: list[str] = []
+    config = preset(attack, notes, seed=seed, **settings)
+    for note in notes:
+        console.print(f"note: {note}", soft_wrap=True)
     if resume and checkpoint is None:
         raise UsageError("--resume needs --checkpoint PATH")
     torch_device = resolve_device(device)

@@ -262,16 +262,27 @@ PRESETS: dict[str, Preset] = {
 }
 
 
-def preset(name: str, **overrides: Any) -> AttackConfig:
-    """The preset's config with ``overrides`` applied (``None`` values are ignored), validated."""
+def preset(name: str, notes: list[str] | None = None, **overrides: Any) -> AttackConfig:
+    """The preset's config with ``overrides`` applied (``None`` values are ignored), validated.
+
+    A preset's default yields to what the caller set: ``--seeds 1`` on a preset whose output is
+    the seeds' consensus picks the best seed instead, and says so in ``notes``.
+    """
     if name not in PRESETS:
         raise UsageError(f"--attack {name!r}: choose one of {', '.join(PRESETS)}")
     known = {f.name for f in dataclasses.fields(AttackConfig)}
     unknown = sorted(set(overrides) - known)
     if unknown:
         raise UsageError(f"unknown attack settings: {', '.join(unknown)}")
-    values = {"attack": name, **PRESETS[name].settings}
-    values.update({k: v for k, v in overrides.items() if v is not None})
+    given = {k: v for k, v in overrides.items() if v is not None}
+    values = {"attack": name, **PRESETS[name].settings, **given}
+    if values.get("pick") == "consensus" and "pick" not in given and values.get("seeds", 1) < 2:
+        values["pick"] = "best"
+        if notes is not None:
+            notes.append(
+                f"--seeds {values.get('seeds', 1)}: the {name} preset's consensus output "
+                "needs 2 or more seeds, so the output is the seed itself (--pick best)"
+            )
     config = AttackConfig(**values)
     config.validate()
     return config
