@@ -366,3 +366,21 @@ def test_cli_git_refuses_search_settings_and_init_git_refuses_gias(tmp_path: Pat
     result = invoke("invert", file, "--attack", "gias", "--generator", "dcgan", "--init", "git",
                     "--inverter", path, "--out", out)  # fmt: skip
     assert result.exit_code == 2 and "--search x" in result.output and not out.exists()
+
+
+def test_git_refuses_models_it_cannot_mirror() -> None:
+    from torch import nn
+
+    from gradinvert.errors import UsageError
+    from gradinvert.inverter.trace import trace_model
+
+    grouped = nn.Sequential(nn.Conv2d(4, 4, 3, groups=2), nn.Flatten(), nn.Linear(4 * 6 * 6, 2))
+    with pytest.raises(UsageError, match="--arch mlp"):
+        trace_model(grouped, (4, 8, 8))
+    no_linear_end = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU())
+    with pytest.raises(UsageError, match="linear layer"):
+        trace_model(no_linear_end, (3, 8, 8))
+    units = trace_model(build_model(model_spec("resnet18", 4, (3, 32, 32))), (3, 32, 32)).units
+    blocks = [u for u in units if hasattr(u, "main")]
+    assert len(units) == 10 and len(blocks) == 8  # stem, 8 residual blocks, fc
+    assert sum(b.shortcut is not None for b in blocks) == 3  # layer2-4 downsample
