@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint demo clean
+.PHONY: install test lint demo bench-deps clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,5 +27,17 @@ test: lint
 demo: $(STAMP)
 	$(BIN)/gradinvert demo --out demo-out
 
+# breaching 0.1.2 for benchmarks/vs_breaching.py, in its own venv layered on .venv: a .pth file
+# puts .venv's packages (torch, torchvision, scipy, lpips) on its path, so pip adds only
+# breaching and hydra-core, and our environment stays as `make install` made it.
+BREACHING_VENV := .venv-breaching
+
+bench-deps: $(STAMP)
+	$(PYTHON) -m venv $(BREACHING_VENV)
+	$(BIN)/python -c "import site; print(site.getsitepackages()[0])" > \
+		"$$($(BREACHING_VENV)/bin/python -c 'import site; print(site.getsitepackages()[0])')/gradinvert-venv.pth"
+	$(BREACHING_VENV)/bin/python -m pip install "breaching==0.1.2"
+	$(BREACHING_VENV)/bin/python -c "import breaching, torch; print('breaching ok, torch', torch.__version__)"
+
 clean:
-	rm -rf $(VENV) demo-out .pytest_cache
+	rm -rf $(VENV) $(BREACHING_VENV) demo-out .pytest_cache
