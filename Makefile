@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint demo bench-deps clean
+.PHONY: install test lint demo report-check bench-deps clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ test: lint
 demo: $(STAMP)
 	$(BIN)/gradinvert demo --out demo-out
 
+# Render an audit report in headless Chromium (installed from Debian's packages when absent).
+report-check: $(STAMP)
+	bash samples/report_check.sh
+
 # breaching 0.1.2 for benchmarks/vs_breaching.py, in its own venv layered on .venv: a .pth file
 # puts .venv's packages (torch, torchvision, scipy, lpips) on its path, so pip adds only
 # breaching and hydra-core, and our environment stays as `make install` made it.
@@ -40,4 +44,4 @@ bench-deps: $(STAMP)
 	$(BREACHING_VENV)/bin/python -c "import breaching, torch; print('breaching ok, torch', torch.__version__)"
 
 clean:
-	rm -rf $(VENV) $(BREACHING_VENV) demo-out .pytest_cache
+	rm -rf $(VENV) $(BREACHING_VENV) demo-out report-check .pytest_cache

@@ -75,9 +75,27 @@ def save_grid(
     path: str | os.PathLike[str],
 ) -> None:
     """Write the originals-over-reconstructions grid as a PNG, atomically."""
-    image = render_grid(truth_images, recon_images, captions)
+    save_png(render_grid(truth_images, recon_images, captions), path)
+
+
+def save_png(image: Image.Image, path: str | os.PathLike[str]) -> None:
+    """Write a PIL image as a PNG, atomically."""
     with atomic_path(path) as tmp:
         image.save(tmp, format="PNG")
+
+
+def result_grid(
+    result: dict[str, Any], truth_images: torch.Tensor, recon_images: torch.Tensor
+) -> Image.Image | None:
+    """Grid of an evaluation result's matched pairs; None when no pair was matched."""
+    rows = result["images"]
+    if not rows:
+        return None
+    return render_grid(
+        truth_images[[r["truth_index"] for r in rows]],
+        recon_images[[r["index"] for r in rows]],
+        grid_captions(result),
+    )
 
 
 def save_result_grid(
@@ -86,16 +104,11 @@ def save_result_grid(
     recon_images: torch.Tensor,
     path: str | os.PathLike[str],
 ) -> bool:
-    """Grid of an evaluation result's matched pairs; False when no pair was matched."""
-    rows = result["images"]
-    if not rows:
+    """Write the grid of an evaluation result's matched pairs; False when none was matched."""
+    image = result_grid(result, truth_images, recon_images)
+    if image is None:
         return False
-    save_grid(
-        truth_images[[r["truth_index"] for r in rows]],
-        recon_images[[r["index"] for r in rows]],
-        grid_captions(result),
-        path,
-    )
+    save_png(image, path)
     return True
 
 

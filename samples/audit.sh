@@ -3,7 +3,8 @@
 #
 # For each noise level it runs the four commands (capture -> labels -> invert -> evaluate) on the
 # same 4 sample photos, prints PSNR, SSIM and label accuracy per setting, and ends with a gate:
-# the deployment's setting (DEPLOYED_NOISE) must not leak above PSNR_BAR dB, else exit 1.
+# the deployment's setting (DEPLOYED_NOISE) must not leak above PSNR_BAR dB, else exit 1. Its last
+# line names the HTML report it wrote (`gradinvert report`).
 #
 #   bash samples/audit.sh                    # defaults below
 #   NOISES="0 0.01" ITERATIONS=100 bash samples/audit.sh
@@ -56,4 +57,12 @@ if [ "$status" -eq 0 ]; then
 elif [ "$status" -eq 1 ]; then
   echo "FAIL: noise $DEPLOYED_NOISE leaks above $PSNR_BAR dB" >&2
 fi
+
+# One HTML page for people who do not read JSON: every setting's scores, the sweep plot, the
+# grids and each setting's verdict against the same bar.
+scores=()
+for sigma in $NOISES; do scores+=("$WORK/noise-$sigma/scores.json"); done
+run report "${scores[@]}" --fail-above "psnr=$PSNR_BAR" --title "noise sweep ($MODEL)" \
+  --out "$WORK/report.html"
+echo "report: $WORK/report.html"
 exit "$status"

@@ -13,6 +13,7 @@ from gradinvert.cli import evaluate as evaluate_cmd
 from gradinvert.cli import invert as invert_cmd
 from gradinvert.cli import labels as labels_cmd
 from gradinvert.cli import learn_prior as learn_prior_cmd
+from gradinvert.cli import report as report_cmd
 from gradinvert.cli import train_inverter as train_inverter_cmd
 from gradinvert.cli import train_prior as train_prior_cmd
 from gradinvert.cli.common import state
@@ -52,6 +53,7 @@ app.command("capture")(capture.capture)
 app.command("inspect")(inspect.inspect)
 app.command("import")(import_cmd.import_command)
 app.command("evaluate")(evaluate_cmd.evaluate)
+app.command("report")(report_cmd.report)
 app.command("invert")(invert_cmd.invert)
 app.command("labels")(labels_cmd.labels)
 app.command("demo")(demo_cmd.demo)

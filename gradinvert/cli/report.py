@@ -1,0 +1,45 @@
+"""`gradinvert report`: an audit's runs in one self-contained HTML page."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from gradinvert.atomic import write_text_atomic
+from gradinvert.audit import load_run, render_report, verdict
+from gradinvert.cli.common import console, handle_errors
+from gradinvert.metrics import parse_gate
+
+
+@handle_errors
+def report(
+    scores: Annotated[
+        list[Path], typer.Argument(help="Scores files written by `evaluate --json`.")
+    ],
+    out: Annotated[Path, typer.Option("--out", help="HTML file to write.")],
+    fail_above: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--fail-above",
+            metavar="METRIC=VALUE",
+            help="The audit's bars (as in evaluate): each run's verdict is shown.",
+        ),
+    ] = None,
+    title: Annotated[str, typer.Option("--title", help="The page's title.")] = "gradinvert audit",
+) -> None:
+    """Write one self-contained HTML report of an audit: every run's settings and scores, a plot
+    against the swept setting (when the runs differ in one), the reconstruction grids and the
+    verdict of the --fail-above bars. Nothing in it is fetched from the network.
+
+    The settings and grids come from the files each scores file names (tried as written and
+    relative to the scores file). The report only shows the verdict: it exits 0 either way;
+    gate a script on `evaluate --fail-above`.
+    """
+    gates = [parse_gate(text) for text in fail_above or []]
+    runs = [load_run(path) for path in scores]
+    write_text_atomic(out, render_report(runs, gates, title))
+    failed = verdict(runs, gates).failed
+    summary = f", {len(failed)} above the bars" if gates else ""
+    console.print(f"report of {len(runs)} runs{summary} -> {out}", soft_wrap=True)
