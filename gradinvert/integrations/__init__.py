@@ -1,0 +1,1 @@
+"""Adapters that turn real FL frameworks' traffic into gradinvert files (optional extras)."""
