@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from gradinvert.errors import InvalidInputError, MissingInputError, UsageError
+from gradinvert.models.fit import tensor_problems
 from gradinvert.models.small import ConvNet, LeNet, cifar_resnet18
 from gradinvert.models.spec import ModelSpec
 
@@ -143,23 +144,9 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
 
 
 def state_problems(model: nn.Module, state: dict[str, torch.Tensor]) -> list[str]:
-    """How ``state`` fails to fit ``model``'s state dict exactly (empty when it fits)."""
-    own = model.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    wrong = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
-    problems = []
-    if missing:
-        problems.append(f"{len(missing)} missing (e.g. {missing[0]})")
-    if unexpected:
-        problems.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
-    if wrong:
-        k = wrong[0]
-        problems.append(
-            f"{len(wrong)} of wrong shape (e.g. {k}: "
-            f"{tuple(state[k].shape)} vs {tuple(own[k].shape)})"
-        )
-    return problems
+    """How ``state`` fails to fit ``model``'s state dict exactly (empty when it fits): names and
+    shapes (values are converted on loading; the model may live on the meta device)."""
+    return tensor_problems(model.state_dict(), state, check_dtype=False, check_finite=False)
 
 
 def load_state(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
