@@ -52,7 +52,7 @@ from gradinvert.images import expand_image_paths, load_images
 from gradinvert.invert import preset, run_attack
 from gradinvert.invert.allocator import keep_freed_memory
 from gradinvert.inverter import TrainInverterConfig, estimate, train_inverter
-from gradinvert.inverter.store import InverterFile, save_inverter
+from gradinvert.inverter.store import InverterFile, load_inverter, save_inverter
 from gradinvert.metrics import assign, pairwise_mse, psnr, ssim
 from gradinvert.models import NORMALIZATIONS, InputSpec, build_model, model_spec
 from gradinvert.report import save_grid
@@ -251,32 +251,51 @@ def _defended(name, data, model, spec, spec_in, trained) -> list[str]:  # noqa: 
 # ---------------------------------------------------------------- resnet
 
 
+VARIANTS = {  # how IG continues from the git estimate (chosen on tuning photos: --photos tuning)
+    "ig + init git": {},
+    "ig + init git, lr 0.01": {"lr": 0.01},
+    "ig + init git, lr 0.01, prior 10": {"lr": 0.01, "inverter_prior": 10.0},
+}
+
+
+def _resnet_inverter(args: argparse.Namespace, template: UpdateFile, train_images) -> tuple:  # noqa: ANN001
+    """Train the ResNet-18 git inverter, or reuse the file an earlier run saved (same settings)."""
+    saved = GRIDS / f"resnet18-b{args.batch}-p{args.pairs}-e{args.epochs}-git.safetensors"
+    if saved.exists() and not SMOKE:
+        stored = load_inverter(saved)
+        return stored, saved, stored.training.get("seconds", 0.0)
+    pairs = 20 if SMOKE else args.pairs
+    config = TrainInverterConfig(arch="git", pairs=pairs, epochs=args.epochs, patience=3)
+    result = train_inverter(template, train_images, None, config, progress=False)
+    save_inverter(saved, result.inverter, template, result.summary)  # not committed (40 MB)
+    return as_file(result, template), saved, result.summary["seconds"]
+
+
 def part_resnet(args: argparse.Namespace) -> str:
     model, spec, spec_in = client("resnet18")
     data = corpus("patches")
     train_images, _ = data["train"]
     b = args.batch
     template = update_of(model, spec, spec_in, train_images[:b], torch.arange(b))
-    pairs = 20 if SMOKE else args.pairs
-    config = TrainInverterConfig(arch="git", pairs=pairs, epochs=args.epochs, patience=3)
-    started = time.perf_counter()
-    result = train_inverter(template, train_images, None, config, progress=False)
-    train_seconds = time.perf_counter() - started
-    inverter = as_file(result, template)
-    saved = GRIDS / f"resnet18-b{b}-git.safetensors"  # what --init git reads (not committed)
-    save_inverter(saved, result.inverter, template, result.summary)
-    photos, _ = data["photos"]
-    photos = photos[: b if SMOKE else 4]
+    inverter, saved, train_seconds = _resnet_inverter(args, template, train_images)
+    summary = inverter.training
+    photos = data["photos"][0] if args.photos == "validation" else tuning_photos()
+    photos = photos[: b if SMOKE else args.count]
     labels = labels_for(photos, None, seed=11)
     checkpoints = (2, 5, 10, 20) if SMOKE else (10, 100, 300, 1000)
-    curves: dict[str, list[list[tuple[float, float]]]] = {"ig": [], "ig + init git": []}
-    direct_scores, finals = [], {"ig": [], "ig + init git": []}
+    names = ["ig", *[v for v in args.variants.split(";") if v]]
+    curves: dict[str, list[list[tuple[float, float]]]] = {n: [] for n in names}
+    finals: dict[str, list[torch.Tensor]] = {n: [] for n in names}
+    direct_scores = []
     for i in range(photos.shape[0] // b):
         batch = slice(i * b, (i + 1) * b)
         update = update_of(model, spec, spec_in, photos[batch], labels[batch], seed=i)
         x_git, _ = estimate(inverter, update)
         direct_scores.append(score(x_git, photos[batch]))
-        for name, extra in (("ig", {}), ("ig + init git", {"init": "git", "inverter": str(saved)})):
+        for name in names:
+            extra = (
+                {} if name == "ig" else {"init": "git", "inverter": str(saved), **VARIANTS[name]}
+            )
             seen: list[tuple[float, float]] = []
 
             def record(engine, progress, truth=photos[batch], seen=seen) -> None:  # noqa: ANN001
@@ -288,14 +307,18 @@ def part_resnet(args: argparse.Namespace) -> str:
             out = run_attack(update, None, attack, progress=False, on_iteration=record).images
             curves[name].append(seen)
             finals[name].append(out)
+            print(name, i, seen, flush=True)
     lines = [
-        f"# IG from noise vs IG started at the GIT estimate (ResNet-18, batch {b}, eval, 32 px)",
+        f"# IG from noise vs IG started at the GIT estimate (ResNet-18, batch {b}, eval, 32 px, "
+        f"{args.photos} photos)",
         "",
         f"Written by `benchmarks/git_inverter.py --part resnet --batch {b} --pairs {args.pairs} "
-        f"--epochs {args.epochs}`. Inverter: `git` trained on {result.summary['pairs']} pairs of "
-        f"patches32 crops 0 … 2699 ({result.summary['epochs_run']} epochs, best "
-        f"{result.summary['best_epoch']}, {train_seconds:.0f} s including "
-        f"{result.summary['pair_seconds']:.0f} s of pairs); scored on 4 validation photographs.",
+        f"--epochs {args.epochs} --photos {args.photos}`. Inverter: `git` trained on "
+        f"{summary['pairs']} pairs of patches32 crops 0 … 2699 ({summary['epochs_run']} epochs, "
+        f"best {summary['best_epoch']}, {train_seconds:.0f} s including "
+        f"{summary['pair_seconds']:.0f} s of pairs); scored on the first {photos.shape[0]} "
+        f"{args.photos} photographs. IG: the `ig` preset with one seed (nothing is selected); "
+        "the iteration columns are the same run's current image.",
         "",
         "| attack | " + " | ".join(f"PSNR / SSIM @{c}" for c in checkpoints) + " |",
         "|---|" + "---|" * len(checkpoints),
@@ -314,11 +337,22 @@ def part_resnet(args: argparse.Namespace) -> str:
             s = sum(r[k][1] for r in runs) / len(runs)
             cells.append(f"{p:.2f} / {s:.3f}")
         lines.append(row(cells))
-    for name, tag in (("ig", "ig"), ("ig + init git", "ig-git")):
+    for index, name in enumerate(names):
         recon = torch.cat(finals[name])
-        save_grid(photos[: len(recon)], recon, [""] * len(recon), GRIDS / f"resnet-b{b}-{tag}.png")
-    lines += ["", f"Machine: {machine(args.threads)}."]
+        grid = GRIDS / f"resnet-b{b}-{args.photos}-{index}.png"
+        save_grid(photos[: len(recon)], recon, [""] * len(recon), grid)
+    lines += [
+        "",
+        f"Grids: results/git/resnet-b{b}-{args.photos}-N.png (N: the row, 0 = ig).",
+        f"Machine: {machine(args.threads)}.",
+    ]
     return "\n".join(lines)
+
+
+def tuning_photos() -> torch.Tensor:
+    """The tuning photographs of samples/images32 (samples/splits.json)."""
+    names = json.loads((SAMPLES / "splits.json").read_text())["images32"]["tuning"]
+    return load_images([SAMPLES / "images32" / n for n in names])[0]
 
 
 # ---------------------------------------------------------------- drift
@@ -394,6 +428,11 @@ def main() -> None:
     )
     parser.add_argument("--pairs", type=int, default=1000, help="resnet: training pairs")
     parser.add_argument("--batch", type=int, default=1, help="resnet: the client's batch size")
+    parser.add_argument("--photos", choices=("validation", "tuning"), default="validation")
+    parser.add_argument("--count", type=int, default=4, help="resnet: photographs scored")
+    parser.add_argument(
+        "--variants", default="ig + init git", help=f"resnet: ';'-separated of {list(VARIANTS)}"
+    )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks the script runs")
     args = parser.parse_args()
@@ -406,7 +445,11 @@ def main() -> None:
     if SMOKE:
         print(text)
         return
-    suffix = f"_b{args.batch}" if args.part == "resnet" and args.batch > 1 else ""
+    suffix = ""
+    if args.part == "resnet":
+        suffix = (f"_b{args.batch}" if args.batch > 1 else "") + (
+            "_tuning" if args.photos == "tuning" else ""
+        )
     write_result(text, RESULTS / f"git_{args.part}{suffix}.md")
 
 
