@@ -31,15 +31,28 @@ def main() -> None:
     rows = []
     settings = (
         ("demo: α_G 1, first BN ×10", DemoConfig().overrides),
-        ("paper weights: α_G 1e-3, first BN ×10", {"gradient_weight": 1e-3, "bn_first": 10.0}),
+        (
+            "paper weights: α_G 1e-3, first BN ×10",
+            {"gradient_weight": 1e-3, "bn_first": 10.0, "calibrate": "none"},
+        ),
         ("preset as shipped (tuned on ResNet-18)", {}),
         (
             "relative layer weights, α_G 1, first BN ×10",
-            {"layer_weights": "relative", "gradient_weight": 1.0, "bn_first": 10.0},
+            {
+                "layer_weights": "relative",
+                "gradient_weight": 1.0,
+                "bn_first": 10.0,
+                "calibrate": "none",
+            },
         ),
         (
             "relative layer weights, α_G 10, first BN ×10",
-            {"layer_weights": "relative", "gradient_weight": 10.0, "bn_first": 10.0},
+            {
+                "layer_weights": "relative",
+                "gradient_weight": 10.0,
+                "bn_first": 10.0,
+                "calibrate": "none",
+            },
         ),
     )
     for label, overrides in settings:

@@ -66,6 +66,22 @@ def make_update(
     return update, images, label_tensor
 
 
+def make_engine(update, labels, config, batch):  # noqa: ANN001, ANN201
+    """An :class:`Engine` for ``update`` as run_attack sets it up (pixels, CPU)."""
+    from gradinvert.invert.attack import _prepare, resolve_labels
+    from gradinvert.invert.engine import Engine
+    from gradinvert.invert.priors import bn_reference
+
+    cpu = torch.device("cpu")
+    choice = resolve_labels(update, labels, config)
+    victim, simulator, _ = _prepare(update, choice, config, cpu, batch)
+    reference = bn_reference(update, victim.bn_names) if config.bn else None
+    shape = (batch, *update.input.shape)
+    return Engine(
+        simulator, config, shape, update.input, update.model.num_classes, False, reference, cpu
+    )
+
+
 def reference_seed_loss(update, labels, config, x, target):  # noqa: ANN001, ANN202
     """One seed's loss, written out with plain autograd on the real model (no vmap)."""
     model = model_from_update(update)

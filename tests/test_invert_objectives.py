@@ -199,7 +199,8 @@ def test_presets_and_overrides() -> None:
     assert (config.attack, config.iterations, config.tv, config.seeds) == ("ig", 7, 1e-2, 2)
     assert config.optimizer == "signed-adam" and config.objective == "cosine"
     gi = preset("gradinversion")
-    assert (gi.objective, gi.bn, gi.bn_first, gi.group, gi.seeds) == ("l2", 0.1, 5000.0, 0.01, 8)
+    assert (gi.objective, gi.bn, gi.bn_first, gi.group, gi.seeds) == ("l2", 0.01, 3.0, 0.01, 8)
+    assert (gi.calibrate, gi.gradient_weight) == ("start", 1.0)
     assert gi.pick == "consensus"
     assert preset("dlg").optimizer == "lbfgs" and preset("dlg").learn_labels
     with pytest.raises(UsageError, match="--attack"):

@@ -70,6 +70,7 @@ def _config(seeds: int):  # noqa: ANN202
         bn=0.2,
         bn_first=5.0,
         gradient_weight=2.0,
+        calibrate="none",
         langevin=0.0,
     )
 

@@ -120,6 +120,14 @@ def invert(
     gradient_weight: Annotated[
         float | None, typer.Option("--gradient-weight", help="Weight of the distance (α_G).")
     ] = None,
+    calibrate: Annotated[
+        str | None,
+        typer.Option(
+            "--calibrate",
+            help="none (absolute weights) or start: α_G, --bn and --bn-first are relative to "
+            "each term's value at the seeds' start point (scale-free).",
+        ),
+    ] = None,
     tv: Annotated[float | None, typer.Option("--tv", help="Total-variation weight.")] = None,
     l2: Annotated[float | None, typer.Option("--l2", help="Image L2-norm weight.")] = None,
     bn: Annotated[float | None, typer.Option("--bn", help="BN-statistics prior weight.")] = None,
@@ -253,6 +261,7 @@ def invert(
         layers=layers,
         layer_weights=layer_weights,
         gradient_weight=gradient_weight,
+        calibrate=calibrate,
         tv=tv,
         l2=l2,
         bn=bn,

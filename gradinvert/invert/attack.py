@@ -366,6 +366,14 @@ def _hand_over(engine: Engine) -> tuple[torch.Tensor, torch.Tensor | None, dict[
     return latents, logits, record
 
 
+def _calibration_record(engine: Engine) -> dict[str, Any] | None:
+    """``--calibrate start``: the terms' start values and the absolute weights they gave."""
+    if engine.start is None:
+        return None
+    names = ("gradient_weight", "bn", "bn_first")
+    return {**engine.start.to_dict(), "weights": dict(zip(names, engine.weights, strict=True))}
+
+
 def _result(
     engine: Engine,
     choice: LabelChoice,
@@ -417,6 +425,7 @@ def _result(
             else "registered group consensus in the frame of the seed with the lowest distance"
         ),
         "chosen_seed": best,
+        "calibration": _calibration_record(engine),
         "candidates": per_image,
         "seed_distances": [float(d) for d in distances],
         "iterations": engine.iteration,

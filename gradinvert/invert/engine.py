@@ -29,9 +29,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.func import grad_and_value, vmap
+from torch.func import grad, grad_and_value, vmap
 
 from gradinvert.errors import ExitCode, GradinvertError, InvalidInputError
+from gradinvert.invert.calibrate import TERMS, StartPull, bn_terms, calibrated_weights
 from gradinvert.invert.config import AttackConfig
 from gradinvert.invert.priors import (
     BnReference,
@@ -166,6 +167,10 @@ class Engine(Interruptible):
         self._flip = False
         self.last_total = torch.full((config.seeds,), float("nan"))
         self.last_distance = torch.full((config.seeds,), float("nan"))
+        self.start: StartPull | None = None
+        self.weights = (config.gradient_weight, config.bn, config.bn_first)
+        if config.calibrate == "start":
+            self._calibrate()
         argnums = (0, 2) if self.learn_labels else 0
         seed_grad = grad_and_value(self._seed_loss, argnums=argnums, has_aux=True)
         label_dim = 0 if self.learn_labels else None
@@ -223,6 +228,34 @@ class Engine(Interruptible):
         x = self.candidates if candidates is None else candidates
         return (x * self.std + self.mean).clamp(0.0, 1.0)
 
+    def _calibrate(self) -> None:
+        """``--calibrate start``: weigh the gradient and BN terms by their pull at the start."""
+        assert self.space is not None
+        space, bn_ref = self.space, self.bn_ref
+
+        def term(params: Params, fixed: Params, soft: torch.Tensor | None, index: int):
+            distance, (means, variances) = self.simulator.candidate(
+                space.images(params, fixed), soft
+            )
+            if index == 0:
+                return distance
+            if bn_ref is None or not means:
+                return distance * 0.0
+            return bn_terms(means, variances, bn_ref)[index - 1]
+
+        label_dim = 0 if self.label_logits is not None else None
+        norms = []
+        for index in range(len(TERMS)):
+            pulls = vmap(
+                grad(lambda p, f, s, i=index: term(p, f, s, i)),
+                in_dims=(0, 0, label_dim),
+                randomness="different",
+            )(self.params, space.fixed, self.label_logits)
+            squares = sum(g.detach().flatten(1).double().square().sum(1) for g in pulls.values())
+            norms.append(float(torch.as_tensor(squares).sqrt().mean()))
+        self.start = StartPull(*norms)
+        self.weights = calibrated_weights(self.config, self.start)
+
     # ------------------------------------------------------------------ loss
 
     def _seed_loss(
@@ -243,7 +276,8 @@ class Engine(Interruptible):
         if self._shift != (0, 0):
             inputs = torch.roll(inputs, shifts=self._shift, dims=(-2, -1))
         distance, (means, variances) = self.simulator.candidate(inputs, soft, autograd=autograd)
-        total = config.gradient_weight * distance
+        gradient_weight, bn_weight, bn_first = self.weights
+        total = gradient_weight * distance
         penalty = self.space.penalty(params)
         if penalty is not None:
             total = total + penalty
@@ -252,7 +286,7 @@ class Engine(Interruptible):
         if config.l2:
             total = total + config.l2 * l2_norm(x)
         if self.bn_ref is not None and means:
-            total = total + config.bn * bn_prior(means, variances, self.bn_ref, config.bn_first)
+            total = total + bn_weight * bn_prior(means, variances, self.bn_ref, bn_first)
         if target is not None:
             total = total + config.group * group_distance(x * self.std + self.mean, target)
         return total, distance
