@@ -109,7 +109,7 @@ def run_gradinvert(
     case: Case, update: UpdateFile, args: argparse.Namespace
 ) -> tuple[torch.Tensor, list[int], dict[str, Any], list[tuple[float, torch.Tensor]]]:
     """The preset at ``--iterations``; returns output, labels, facts and timed outputs."""
-    config = preset(case.attack, iterations=args.iterations)
+    config = preset(case.attack, iterations=args.iterations, seeds=args.seeds)
     seen: list[tuple[float, int, torch.Tensor, torch.Tensor]] = []
     start = time.perf_counter()
 
@@ -224,7 +224,7 @@ def run_case(case: Case, args: argparse.Namespace) -> dict[str, Any]:
         "iterations": args.iterations,
         "flat": mean_score(flat, images)[0],
     }
-    candidates = preset(case.attack, iterations=args.iterations).seeds
+    candidates = preset(case.attack, iterations=args.iterations, seeds=args.seeds).seeds
     runs = {
         "gradinvert": run_gradinvert(case, update, args),
         "breaching": run_breaching(case, update, candidates, args),
@@ -296,10 +296,16 @@ def main() -> None:
     parser.add_argument("--cases", default=",".join(CASES))
     parser.add_argument("--iterations", type=int, default=1000)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--seeds", type=int, default=None, help="candidates for both tools (default: the preset's)"
+    )
     parser.add_argument("--every", type=int, default=0, help="snapshot interval (iterations/40)")
     parser.add_argument("--breaching-python", default=str(BREACHING_PYTHON))
     parser.add_argument("--out", type=Path, default=RESULTS / "vs_breaching.md")
     parser.add_argument("--fresh", action="store_true", help="forget earlier runs' rows")
+    parser.add_argument(
+        "--merge", type=Path, action="append", help="only tabulate, adding this --out's rows"
+    )
     args = parser.parse_args()
     args.every = args.every or max(1, args.iterations // 40)
     if args.threads:
@@ -314,7 +320,13 @@ def main() -> None:
     if raw.exists() and not args.fresh:
         rows = json.loads(raw.read_text(encoding="utf-8"))
     rows = [r for r in rows if r.get("iterations") == args.iterations]
-    for name in args.cases.split(","):
+    if args.merge:  # rows another run (e.g. --seeds) wrote to its own --out
+        for path in args.merge:
+            extra = json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
+            names = {r["case"] for r in extra}
+            rows = [r for r in rows if r["case"] not in names] + extra
+        args.cases = ""
+    for name in filter(None, args.cases.split(",")):
         rows = [r for r in rows if r["case"] != name] + [run_case(CASES[name], args)]
         raw.write_text(json.dumps(rows, indent=1), encoding="utf-8")
     rows.sort(key=lambda r: list(CASES).index(r["case"]))
