@@ -196,7 +196,8 @@ def part_lenet(args: argparse.Namespace) -> str:
                         ]
                     )  # fmt: skip
                 )
-                grid = f"lenet-{name}-{split}-{arch}-{pairs or 'all'}-{augment or 'none'}.png"
+                tag = (augment or "none").replace(":", "")
+                grid = f"lenet-{name}-{split}-{arch}-{pairs or 'all'}-{tag}.png"
                 save_grid(images[:8], recon[:8], [""] * len(recon[:8]), GRIDS / grid)
                 print(table[-1], flush=True)
         lines += table + [""]
