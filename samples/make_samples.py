@@ -174,6 +174,13 @@ CROPS: tuple[Crop, ...] = (
     Crop("cat_nose", "chelsea", (207, 180, 327, 300), "cat", (32,)),
     Crop("cup_handle", "coffee", (180, 200, 280, 300), "cup", (32,)),
     Crop("deep_field", "hubble_deep_field", (0, 0, 872, 872), "galaxy", (32,)),
+    # 64 px only, appended so that no earlier file is renumbered: validation crops enough for a
+    # batch of 8 at 64 px (issue 12's GradInversion ablation).
+    Crop("cat_forehead", "chelsea", (180, 0, 330, 150), "cat", (64,)),
+    Crop("retina_upper_vessels", "retina", (450, 90, 900, 540), "retina", (64,)),
+    Crop("cat_right_ear", "chelsea", (300, 0, 420, 120), "cat", (64,)),
+    Crop("retina_lower_arcade", "retina", (300, 840, 750, 1290), "retina", (64,)),
+    Crop("cat_whiskers", "chelsea", (0, 160, 140, 300), "cat", (64,)),
 )
 
 
