@@ -26,6 +26,23 @@ def sample_photos(batch: int, size: int = 32, start: int = 0) -> tuple[torch.Ten
     return images, [int(known[name]) for name in names]
 
 
+def split_photos(
+    split: str, batch: int, size: int = 32, start: int = 0
+) -> tuple[torch.Tensor, list[int], list[str]]:
+    """Photos ``start … start+batch-1`` of the sorted ``images{size}`` list ``split``
+    (``tuning`` or ``validation``) of samples/splits.json, their labels and file names."""
+    folder = f"images{size}"
+    splits = json.loads((SAMPLES / "splits.json").read_text(encoding="utf-8"))
+    names = sorted(splits[folder][split])[start : start + batch]
+    if len(names) < batch:
+        raise SystemExit(
+            f"the {split} list of samples/{folder} has fewer than {start + batch} photos"
+        )
+    known = json.loads((SAMPLES / "labels.json").read_text(encoding="utf-8"))[folder]
+    images, _ = load_images([SAMPLES / folder / name for name in names])
+    return images, [int(known[name]) for name in names], names
+
+
 def write_result(text: str, path: Path) -> None:
     """Print a result table and save it to ``path``."""
     print(text)

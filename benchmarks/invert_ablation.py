@@ -2,6 +2,11 @@
 
     .venv/bin/python benchmarks/invert_ablation.py [--model convnet] [--batch 8]
         [--iterations 1000] [--seeds 4] [--batches 2] [--threads 1]
+        [--size 32|64] [--photos all|validation]
+
+``--photos all`` takes the sample photos by file name (tuning and validation crops mixed, as the
+first runs did); ``--photos validation`` takes the sorted validation list of samples/splits.json
+(crops of the held-out photos only; 8 of them at 64 px).
 
 A BN model in train mode shares one update of a batch of photos together with the batch's BN
 statistics (``capture --mode train --share-bn-stats``); the labels are restored by the tool.
@@ -14,6 +19,9 @@ Four attacks, each adding one part of GradInversion to the previous:
 
 The column "images registration would move" compares, on each run's final seeds, the group
 targets with translation registration against the plain mean (analysis only).
+
+The column "seeds alone" scores every seed's own batch separately (mean over seeds): whether
+each seed recovers structure by itself or only the consensus does.
 
 Rows 1-2 output, per run, the seed with the lowest gradient distance; rows 3-4 output the seeds'
 consensus, as the preset does. Every row uses the same seeds, iterations and optimizer. PSNR and
@@ -31,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from common import RESULTS, sample_photos, write_result
+from common import RESULTS, sample_photos, split_photos, write_result
 
 from gradinvert.capture import CaptureConfig, capture_update
 from gradinvert.invert import preset, run_attack
@@ -74,9 +82,10 @@ def registration_changes(pixels: torch.Tensor) -> int:
 
 def run_row(
     model_name: str, images: torch.Tensor, labels: list[int], settings: dict[str, Any]
-) -> tuple[float, float, float, int]:
-    """PSNR, SSIM, seconds of one attack on one batch, and :func:`registration_changes` of
-    its final seeds (analysis only; the attack never sees the truth)."""
+) -> tuple[float, float, float, int, float]:
+    """PSNR, SSIM, seconds of one attack on one batch, :func:`registration_changes` of its
+    final seeds and their mean PSNR each alone (analysis only; the attack never sees the
+    truth)."""
     mean, std = NORMALIZATIONS["imagenet"]
     input_spec = InputSpec(tuple(images.shape[1:]), mean, std)  # type: ignore[arg-type]
     spec = model_spec(model_name, 10, input_spec.shape)
@@ -96,8 +105,9 @@ def run_row(
         on_iteration=lambda engine, _p: engines.append(engine) if not engines else None,
     )
     seconds = time.perf_counter() - start
-    moved = registration_changes(engines[0].pixels().detach())
-    return (*_scores(result.images, images), seconds, moved)
+    final = engines[0].pixels().detach()
+    alone = sum(_scores(seed, images)[0] for seed in final) / len(final)
+    return (*_scores(result.images, images), seconds, registration_changes(final), alone)
 
 
 def main() -> None:
@@ -108,11 +118,25 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=1000)
     parser.add_argument("--seeds", type=int, default=4)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--size", type=int, choices=[32, 64], default=32)
+    parser.add_argument("--photos", choices=["all", "validation"], default="all")
     parser.add_argument("--out", type=Path, default=RESULTS / "invert_ablation.md")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    batches = [sample_photos(args.batch, start=i * args.batch) for i in range(args.batches)]
+    if args.photos == "validation":
+        picked = [
+            split_photos("validation", args.batch, args.size, i * args.batch)
+            for i in range(args.batches)
+        ]
+        batches = [(images, labels) for images, labels, _ in picked]
+    else:
+        batches = [
+            sample_photos(args.batch, args.size, i * args.batch) for i in range(args.batches)
+        ]
+    flat = sum(
+        _scores(imgs.mean(dim=(2, 3), keepdim=True).expand_as(imgs), imgs)[0] for imgs, _ in batches
+    ) / len(batches)
     common = {**MODEL_WEIGHTS[args.model], "iterations": args.iterations, "seeds": args.seeds}
     lines = []
     for label, overrides in ROWS:
@@ -122,6 +146,7 @@ def main() -> None:
         line = (
             f"| {label} | {sum(psnrs) / len(runs):.2f} | {sum(ssims) / len(runs):.3f} | "
             + " / ".join(f"{p:.2f}" for p in psnrs)
+            + f" | {sum(r[4] for r in runs) / len(runs):.2f}"
             + f" | {sum(r[3] for r in runs)} of {len(runs) * args.seeds * args.batch}"
             + f" | {sum(r[2] for r in runs) / len(runs):.0f} |"
         )
@@ -130,7 +155,7 @@ def main() -> None:
 
     weights = MODEL_WEIGHTS[args.model]
     header = [
-        "# GradInversion ablation on samples/images32",
+        f"# GradInversion ablation on samples/images{args.size} ({args.photos} photos)",
         "",
         f"{platform.machine()} CPU, {torch.get_num_threads()} torch thread(s), torch "
         f"{torch.__version__}. `{args.model}` (random init, seed 0), BN train mode + shared BN "
@@ -138,11 +163,11 @@ def main() -> None:
         f"restored by the tool; gradinversion preset"
         + (f" with {json.dumps(weights)}" if weights else "")
         + f", {args.seeds} seeds × {args.iterations} iterations. PSNR / SSIM after Hungarian "
-        "matching, mean over images and batches.",
+        f"matching, mean over images and batches. Flat own-colour baseline: {flat:.2f} dB.",
         "",
-        "| attack | PSNR (dB) | SSIM | PSNR per batch | images registration would move "
-        "(final seeds, analysis) | s per run |",
-        "|---|---|---|---|---|---|",
+        "| attack | PSNR (dB) | SSIM | PSNR per batch | seeds alone (PSNR) | images registration "
+        "would move (final seeds, analysis) | s per run |",
+        "|---|---|---|---|---|---|---|",
     ]
     text = "\n".join(header + lines) + "\n"
     write_result(text, args.out)
