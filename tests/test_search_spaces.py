@@ -20,8 +20,9 @@ from gradinvert.invert import InterruptedRun, preset, run_attack
 from gradinvert.invert.attack import _prepare, resolve_labels
 from gradinvert.invert.engine import Engine
 from gradinvert.invert.priors import bn_reference
-from gradinvert.invert.spaces import LatentSpace, WeightSpace
+from gradinvert.invert.spaces import LatentSpace, PixelSpace, WeightSpace
 from gradinvert.invert.stages import weight_latents
+from gradinvert.models import NORMALIZATIONS, InputSpec
 
 CPU = torch.device("cpu")
 TINY = "models_for_tests:tiny_generator"
@@ -175,6 +176,21 @@ def test_weight_space_starts_every_copy_from_g_and_uses_fixed_latents() -> None:
     engine, generator = _engine(update, labels.tolist(), config, "w", latents)
     expected = _to_model_space(update, generator.module(latents.flatten(0, 1))).view(2, 2, 3, 8, 8)
     torch.testing.assert_close(engine.candidates, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_grey_start_is_the_mean_colour_plus_seeded_pixel_noise() -> None:
+    spec = InputSpec((3, 16, 16), *NORMALIZATIONS["imagenet"])
+    space = PixelSpace((2, 3, 16, 16), spec, "cpu", init="grey", start_noise=0.05)
+    start = space.fresh(3, torch.Generator().manual_seed(0))["x"]
+    pixels = start * space.std + space.mean  # back to [0, 1] pixels
+    expected = torch.tensor(spec.mean).view(3, 1, 1) + 0.05 * torch.randn(
+        (3, 2, 3, 16, 16), generator=torch.Generator().manual_seed(0)
+    )
+    torch.testing.assert_close(pixels, expected, rtol=0, atol=1e-6)
+    assert not torch.equal(pixels[0], pixels[1])  # every seed starts elsewhere
+    silent = PixelSpace((2, 3, 16, 16), spec, "cpu", init="grey", start_noise=0.0)
+    flat = silent.fresh(1, torch.Generator().manual_seed(0))["x"] * space.std + space.mean
+    torch.testing.assert_close(flat, torch.tensor(spec.mean).view(3, 1, 1).expand_as(flat))
 
 
 @pytest.mark.parametrize("search", ["z", "w", "zw"])

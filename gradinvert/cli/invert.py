@@ -170,8 +170,9 @@ def invert(
         str | None,
         typer.Option(
             "--init",
-            help="randn (N(0,1) in model input space), rand (U(0,1) pixels) or git (the "
-            "--inverter's estimate).",
+            help="randn (N(0,1) in model input space), rand (U(0,1) pixels), grey (the "
+            "normalization's mean colour) or git (the --inverter's estimate); grey and git add "
+            "--init-noise.",
         ),
     ] = None,
     inverter: Annotated[
@@ -180,7 +181,7 @@ def invert(
     ] = None,
     init_noise: Annotated[
         float | None,
-        typer.Option("--init-noise", help="--init git: start noise std in pixels (0.02)."),
+        typer.Option("--init-noise", help="--init grey / git: start noise std in pixels (0.02)."),
     ] = None,
     inverter_prior: Annotated[
         float | None,

@@ -18,7 +18,7 @@ OPTIMIZERS = ("adam", "signed-adam", "lbfgs")
 OBJECTIVES = ("l2", "sql2", "cosine", "layer-cosine")
 SCHEDULERS = ("none", "step", "cosine")
 PICKS = ("best", "consensus")
-INITS = ("randn", "rand", "git")
+INITS = ("randn", "rand", "grey", "git")
 REGISTRATION_CHOICES = ("none", "translate", "translate-flip")
 LAYER_WEIGHTS = ("uniform", "relative")
 SEARCHES = ("x", "z", "w", "zw")
@@ -61,11 +61,12 @@ class AttackConfig:
     seeds: int = 1  # candidates optimized together (restarts / group members)
     seed: int = 0
     box: bool = True  # clamp candidates to the valid pixel box after every step
-    # randn (N(0,1) in model input space) | rand (U(0,1) pixels) | git (a learned inverter's
-    # estimate of the batch, plus init_noise·N(0, 1) pixels per seed)
+    # randn (N(0,1) in model input space) | rand (U(0,1) pixels) | grey (the normalization's mean
+    # colour) | git (a learned inverter's estimate); grey and git add init_noise·N(0, 1) pixels
+    # per seed
     init: str = "randn"
     inverter: str | None = None  # the inverter file of --init git / --inverter-prior
-    init_noise: float = 0.02  # --init git: std of each seed's start noise, in pixel units
+    init_noise: float = 0.02  # --init grey / git: std of each seed's start noise, in pixels
     inverter_prior: float = 0.0  # adds W·mean((x − x_git)²) over pixels to every seed's loss
     learn_labels: bool = False  # without given labels, optimize soft labels jointly (DLG)
     pick: str = "best"  # best (lowest gradient distance) | consensus (group consensus)

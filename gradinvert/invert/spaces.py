@@ -118,6 +118,9 @@ class PixelSpace(SearchSpace):
         if self.init == "git":
             noise = torch.randn(shape, generator=rng).to(self.device) * self.start_noise
             x = (self.reference + noise - self.mean) / self.std
+        elif self.init == "grey":
+            noise = torch.randn(shape, generator=rng).to(self.device) * self.start_noise
+            x = noise / self.std
         elif self.init == "rand":
             x = (torch.rand(shape, generator=rng).to(self.device) - self.mean) / self.std
         else:
