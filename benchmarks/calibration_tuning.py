@@ -19,35 +19,25 @@ import sys
 import time
 
 import torch
-from common import SAMPLES
+from common import flat_own_colour, split_photos
 from gias_search import _scores
 
 from gradinvert.capture import CaptureConfig, capture_update
-from gradinvert.images import load_images
 from gradinvert.invert import preset, run_attack
 from gradinvert.models import NORMALIZATIONS, InputSpec, build_model, model_spec
-
-
-def tuning_batch(count: int) -> tuple[torch.Tensor, list[int]]:
-    """The first ``count`` photos of the sorted tuning list and their labels."""
-    splits = json.loads((SAMPLES / "splits.json").read_text(encoding="utf-8"))
-    names = sorted(splits["images32"]["tuning"])[:count]
-    known = json.loads((SAMPLES / "labels.json").read_text(encoding="utf-8"))["images32"]
-    images, _ = load_images([SAMPLES / "images32" / n for n in names])
-    return images, [int(known[n]) for n in names]
 
 
 def main() -> None:
     torch.set_num_threads(1)
     model_name, iterations, seeds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-    images, labels = tuning_batch(4)
+    images, labels, _ = split_photos("tuning", 4)
     mean, std = NORMALIZATIONS["imagenet"]
     input_spec = InputSpec((3, 32, 32), mean, std)
     spec = model_spec(model_name, 10, input_spec.shape)
     model = build_model(spec, init_seed=0)
     capture = CaptureConfig(mode="train", share_bn_stats=True, seed=0)
     update = capture_update(model, spec, input_spec, images, torch.tensor(labels), capture)
-    flat = images.mean(dim=(2, 3), keepdim=True).expand_as(images)
+    flat = flat_own_colour(images)
     print(f"flat own colour {sum(_scores(flat, images)[0]) / 4:.2f} dB", flush=True)
     for text in sys.argv[4:]:
         settings = json.loads(text)

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from common import RESULTS, SAMPLES, write_result
+from common import RESULTS, SAMPLES, flat_own_colour, write_result
 
 from gradinvert.capture import CaptureConfig, capture_update
 from gradinvert.defenses import DefenseConfig
@@ -184,7 +184,7 @@ def own_colour_baseline(corpus: str, batches: int) -> float:
     values = []
     for index in range(batches):
         images, _, _ = validation_batch(corpus, index)
-        flat = images.mean(dim=(2, 3), keepdim=True).expand_as(images)
+        flat = flat_own_colour(images)
         values += _scores(flat, images)[0]
     return sum(values) / len(values)
 

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 import torch
-from common import RESULTS, split_photos, write_result
+from common import RESULTS, flat_own_colour, split_photos, write_result
 from gias_search import _scores
 
 from gradinvert.capture import CaptureConfig, capture_update
@@ -56,7 +56,7 @@ def main() -> None:
     update = capture_update(
         model, spec, input_spec, images, torch.tensor(labels), CaptureConfig(mode="eval", seed=0)
     )
-    flat = images.mean(dim=(2, 3), keepdim=True).expand_as(images)
+    flat = flat_own_colour(images)
     flat_psnr = mean(_scores(flat, images)[0])
 
     rows = []

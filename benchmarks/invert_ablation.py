@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from common import RESULTS, sample_photos, split_photos, write_result
+from common import RESULTS, flat_own_colour, sample_photos, split_photos, write_result
 
 from gradinvert.capture import CaptureConfig, capture_update
 from gradinvert.invert import preset, run_attack
@@ -135,9 +135,7 @@ def main() -> None:
         batches = [
             sample_photos(args.batch, args.size, i * args.batch) for i in range(args.batches)
         ]
-    flat = sum(
-        _scores(imgs.mean(dim=(2, 3), keepdim=True).expand_as(imgs), imgs)[0] for imgs, _ in batches
-    ) / len(batches)
+    flat = sum(_scores(flat_own_colour(imgs), imgs)[0] for imgs, _ in batches) / len(batches)
     common = {**MODEL_WEIGHTS[args.model], "iterations": args.iterations, "seeds": args.seeds}
     lines = []
     for label, overrides in ROWS:

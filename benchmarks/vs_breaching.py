@@ -40,13 +40,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from common import RESULTS, SAMPLES, write_result
+from common import RESULTS, SAMPLES, flat_own_colour, split_photos, write_result
 from gias_search import _scores
 from safetensors.torch import load_file, save_file
 
 from gradinvert.capture import CaptureConfig, capture_update
 from gradinvert.files import UpdateFile
-from gradinvert.images import load_images
 from gradinvert.invert import preset, run_attack
 from gradinvert.invert.allocator import keep_freed_memory
 from gradinvert.invert.engine import Engine, Progress
@@ -75,15 +74,6 @@ CASES = {
         Case("gradinversion-b4", "gradinversion", 4, "train"),
     )
 }
-
-
-def validation_photos(batch: int) -> tuple[torch.Tensor, list[int], list[str]]:
-    """The first ``batch`` photos of the sorted validation list, with their labels."""
-    splits = json.loads((SAMPLES / "splits.json").read_text(encoding="utf-8"))
-    names = sorted(splits["images32"]["validation"])[:batch]
-    known = json.loads((SAMPLES / "labels.json").read_text(encoding="utf-8"))["images32"]
-    images, _ = load_images([SAMPLES / "images32" / n for n in names])
-    return images, [int(known[n]) for n in names], names
 
 
 def capture(case: Case, images: torch.Tensor, labels: list[int]) -> UpdateFile:
@@ -214,9 +204,9 @@ def time_to(curve: list[tuple[float, float]], target: float) -> float | None:
 
 
 def run_case(case: Case, args: argparse.Namespace) -> dict[str, Any]:
-    images, labels, names = validation_photos(case.batch)
+    images, labels, names = split_photos("validation", case.batch)
     update = capture(case, images, labels)
-    flat = images.mean(dim=(2, 3), keepdim=True).expand_as(images)
+    flat = flat_own_colour(images)
     row: dict[str, Any] = {
         "case": case.name,
         "images": names,
