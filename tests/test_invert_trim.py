@@ -128,7 +128,9 @@ def test_trimmed_resnet_distance_and_gradient_equal_the_full_model(
     assert untrimmed == {}
     assert "layer4.1.conv2.weight" in trims and "layer3.0.conv1.weight" in trims
     torch.testing.assert_close(d_trim, d_full, rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(g_trim, g_full, rtol=1e-4, atol=1e-6)
+    # float32 sums in another order: entries near zero are compared on the gradient's own scale
+    scale = g_full.abs().max().item()
+    torch.testing.assert_close(g_trim, g_full, rtol=1e-4, atol=1e-4 * scale)
 
 
 def test_dead_norms_enter_each_distance_as_constants() -> None:
