@@ -56,9 +56,9 @@ def to_cpu(value: Any) -> Any:
 def stderr_progress(title: str, fields: str) -> Any:
     """A rich progress bar on stderr: ``title``, bar, done/total, ``fields``, elapsed, remaining.
 
-    ``fields`` is a rich column template such as ``"loss {task.fields[loss]}"``.
+    ``fields`` is a column template such as ``"loss {task.fields[loss]}"`` (plain text, no
+    markup).
     """
-    from rich.console import Console
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -68,14 +68,16 @@ def stderr_progress(title: str, fields: str) -> Any:
         TimeRemainingColumn,
     )
 
+    from gradinvert.inert import stderr_console
+
     return Progress(
-        TextColumn(f"[bold]{title}"),
+        TextColumn(title, style="bold", markup=False),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn(fields),
+        TextColumn(fields, markup=False),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
-        console=Console(stderr=True),
+        console=stderr_console(),
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import sys
@@ -9,12 +10,14 @@ from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
 import typer
-from rich.console import Console
+from rich.text import Text
 
 from gradinvert.errors import ExitCode, GradinvertError
+from gradinvert.inert import InertConsole, one_line
 
-# Data goes to stdout; everything for a human goes to stderr.
-console = Console(stderr=True, highlight=False)
+# Data goes to stdout; everything for a human goes to stderr. Strings print as they are (no
+# markup, no control characters): many of them come from files (gradinvert.inert).
+console = InertConsole(stderr=True)
 state: dict[str, bool] = {"debug": False}
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -25,9 +28,15 @@ DeviceOption = Annotated[
 SeedOption = Annotated[int, typer.Option("--seed", help="Random seed; recorded in the output.")]
 
 
+def labelled(label: str, style: str, message: str) -> Text:
+    """``label`` in ``style``, then ``message`` as plain text (e.g. a red "error:")."""
+    return Text.assemble((label, style), " ", message)
+
+
 def fail(message: str, code: int) -> None:
-    """Print one error line on stderr and exit with ``code``."""
-    console.print(f"[bold red]error:[/] {message}", soft_wrap=True)
+    """Print one error line on stderr and exit with ``code`` (whatever the message holds)."""
+    with contextlib.suppress(Exception):  # no message may change the exit code
+        console.print(labelled("error:", "bold red", one_line(message)), soft_wrap=True)
     raise typer.Exit(code)
 
 

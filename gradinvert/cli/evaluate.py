@@ -9,7 +9,7 @@ import torch
 import typer
 
 from gradinvert.batch_input import is_batch_path, load_any_batch, load_image_folder
-from gradinvert.cli.common import DeviceOption, console, emit_json, handle_errors
+from gradinvert.cli.common import DeviceOption, console, emit_json, handle_errors, labelled
 from gradinvert.device import resolve_device
 from gradinvert.errors import ExitCode, InvalidInputError, UsageError
 from gradinvert.files import BatchFile, load_update
@@ -191,7 +191,7 @@ def evaluate(
     ]
 
     for note in result["warnings"]:
-        console.print(f"[yellow]warning:[/] {note}", soft_wrap=True)
+        console.print(labelled("warning:", "yellow", note), soft_wrap=True)
     if result["images"]:
         console.print(images_table(result))
     console.print(summary_table(result))
@@ -200,8 +200,8 @@ def evaluate(
     if grid is not None and not save_result_grid(
         result, truth_batch.images, recon_batch.images, grid
     ):
-        console.print("[yellow]warning:[/] no matched pairs, no grid written")
+        console.print(labelled("warning:", "yellow", "no matched pairs, no grid written"))
     for message in tripped:
-        console.print(f"[bold red]gate tripped:[/] {message}", soft_wrap=True)
+        console.print(labelled("gate tripped:", "bold red", message), soft_wrap=True)
     if tripped:
         raise typer.Exit(int(ExitCode.GATE_TRIPPED))
