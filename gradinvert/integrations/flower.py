@@ -8,14 +8,18 @@ Wrap the ServerApp's strategy (a Message-API strategy from ``flwr.serverapp.stra
 
 Each training reply becomes ``round-RRR-node-ID.safetensors``: the FedAvg delta between the global
 arrays sent in that round and the arrays the client returned, with the round, the node id and the
-client's reported number of examples in the file's ``source``. The wrapped strategy sees the same
-replies and aggregates as before. A reply that does not fit the model is logged and skipped: the
-audit must not stop the federation.
+client's reported number of examples in the file's ``source``. A file is never replaced: a second
+reply of the same node in one round (or a file left by an earlier run) makes
+``round-RRR-node-ID-2.safetensors``, then ``-3`` and so on. The wrapped strategy sees the same
+replies and aggregates as before. A reply that cannot be recorded, for whatever reason (it does
+not fit the model, holds strings, reports an impossible number of examples, the disk is full), is
+logged and skipped: the audit must not stop the federation.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -35,6 +39,7 @@ except ImportError as exc:  # pragma: no cover - depends on the optional extra
 from gradinvert.errors import GradinvertError
 from gradinvert.files import LocalTraining, save_update
 from gradinvert.import_update import ClientSettings, StateInputs, build_update
+from gradinvert.inert import one_line
 from gradinvert.models import NORMALIZATIONS, InputSpec, model_spec
 
 log = logging.getLogger(__name__)
@@ -52,11 +57,21 @@ def _arrays(message: Message) -> ArrayRecord | None:
 
 
 def _num_examples(message: Message) -> int | None:
+    """The reported ``num-examples`` when it is a finite count of at least 1 (else unknown)."""
     for record in message.content.metric_records.values():
         value = record.get("num-examples")
-        if isinstance(value, (int, float)) and value >= 1:
+        if isinstance(value, (int, float)) and math.isfinite(value) and value >= 1:
             return int(value)
     return None
+
+
+def _free_path(folder: Path, stem: str) -> Path:
+    """``stem.safetensors`` in ``folder``, or ``stem-2``, ``-3``, ... when it is taken."""
+    path, count = folder / f"{stem}.safetensors", 1
+    while path.exists():
+        count += 1
+        path = folder / f"{stem}-{count}.safetensors"
+    return path
 
 
 class RecordUpdates(Strategy):
@@ -110,8 +125,23 @@ class RecordUpdates(Strategy):
         return self.strategy.aggregate_train(server_round, replies)
 
     def record(self, server_round: int, reply: Message) -> Path | None:
-        """Write one training reply as an update file; None when it could not be."""
+        """Write one training reply as an update file; None when it could not be (logged).
+
+        Never raises: whatever goes wrong with one reply must not stop the federation."""
         node = reply.metadata.src_node_id
+        try:
+            return self._record(server_round, node, reply)
+        except Exception as exc:  # any failure skips this reply only
+            reason = exc.message if isinstance(exc, GradinvertError) else repr(exc)
+            log.warning(
+                "gradinvert: round %s node %s not recorded: %s",
+                server_round,
+                node,
+                one_line(reason),
+            )
+            return None
+
+    def _record(self, server_round: int, node: int, reply: Message) -> Path | None:
         arrays = _arrays(reply)
         before = self.sent.get(server_round)
         if arrays is None or before is None:
@@ -127,14 +157,11 @@ class RecordUpdates(Strategy):
             "message_id": reply.metadata.message_id,
             "local": "given" if self.local is not None else "unknown",
         }
-        path = self.out_dir / f"round-{server_round:03d}-node-{node}.safetensors"
-        try:
-            inputs = StateInputs(before=before, after=_state(arrays))
-            inputs.names = {"before": f"round {server_round} global", "after": f"node {node}"}
-            save_update(build_update(self.spec, self.input, inputs, settings, source), path)
-        except GradinvertError as exc:
-            log.warning("gradinvert: round %s node %s not recorded: %s", server_round, node, exc)
-            return None
+        inputs = StateInputs(before=before, after=_state(arrays))
+        inputs.names = {"before": f"round {server_round} global", "after": f"node {node}"}
+        update = build_update(self.spec, self.input, inputs, settings, source)
+        path = _free_path(self.out_dir, f"round-{server_round:03d}-node-{node}")
+        save_update(update, path)
         self.written.append(path)
         return path
 
