@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from gradinvert.atomic import write_text_atomic
 from gradinvert.capture import CaptureConfig, capture_update
 from gradinvert.errors import MissingInputError
 from gradinvert.files import (
@@ -23,8 +24,17 @@ from gradinvert.files import (
 )
 from gradinvert.images import load_images
 from gradinvert.models import NORMALIZATIONS, InputSpec, build_model, model_spec
+from gradinvert.outputs import refuse_clobbering
 
 Log = Callable[[str], None]
+DEMO_FILES = (
+    "update.safetensors",
+    "truth.safetensors",
+    "labels.json",
+    "recon.safetensors",
+    "scores.json",
+    "grid.png",
+)
 
 
 def default_samples_dir() -> Path:
@@ -86,6 +96,11 @@ def run_demo(config: DemoConfig, log: Log = print, progress: bool = True) -> dic
     from gradinvert.report import save_result_grid
 
     out = config.out
+    folder = config.samples or default_samples_dir()
+    refuse_clobbering(
+        [folder, folder.parent / "labels.json"],
+        {f"--out ({name})": out / name for name in DEMO_FILES},
+    )
     out.mkdir(parents=True, exist_ok=True)
     device = torch.device(config.device)
     if device.type == "cpu" and config.cpu_threads:
@@ -127,7 +142,7 @@ def run_demo(config: DemoConfig, log: Log = print, progress: bool = True) -> dic
     log("4/4 evaluate")
     truth = load_batch(out / "truth.safetensors")
     scores = evaluate_batches(recon, truth, match="mse", lpips="auto")
-    (out / "scores.json").write_text(json.dumps(scores, indent=2) + "\n", encoding="utf-8")
+    write_text_atomic(out / "scores.json", json.dumps(scores, indent=2) + "\n")
     save_result_grid(scores, truth.images, recon.images, out / "grid.png")
     for warning in scores.get("warnings", []):
         log(f"note: {warning}")

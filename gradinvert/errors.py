@@ -16,6 +16,7 @@ class ExitCode(IntEnum):
     UNAVAILABLE = 69
     INTERNAL = 70
     INTERRUPTED = 130
+    TERMINATED = 143
 
 
 class GradinvertError(Exception):

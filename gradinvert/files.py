@@ -163,12 +163,15 @@ def _canonical(data: bytes) -> bytes:
 
 
 def _save(
-    tensors: dict[str, torch.Tensor], metadata: dict[str, str], path: str | os.PathLike
+    tensors: dict[str, torch.Tensor],
+    metadata: dict[str, str],
+    path: str | os.PathLike,
+    private: bool = False,
 ) -> None:
     # safetensors needs contiguous tensors that share no memory.
     clean = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
     data = _canonical(save_bytes(clean, metadata=metadata))
-    with atomic_path(path) as tmp:
+    with atomic_path(path, private) as tmp:
         tmp.write_bytes(data)
 
 
@@ -303,7 +306,8 @@ def _update_file(
 
 
 def save_batch(batch: BatchFile, path: str | os.PathLike[str], deterministic: bool = False) -> None:
-    """Write a batch file atomically; structured metadata values are JSON-encoded.
+    """Write a batch file atomically and owner-only (images of people's data; see
+    :mod:`gradinvert.atomic`); structured metadata values are JSON-encoded.
 
     ``deterministic`` leaves out the wall-clock ``created`` stamp, so the same batch and
     metadata always give a byte-identical file (``invert`` output).
@@ -317,7 +321,7 @@ def save_batch(batch: BatchFile, path: str | os.PathLike[str], deterministic: bo
         del metadata["created"]
     for key, value in batch.metadata.items():
         metadata[key] = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
-    _save({"images": images, "labels": labels}, metadata, path)
+    _save({"images": images, "labels": labels}, metadata, path, private=True)
 
 
 def load_batch(path: str | os.PathLike[str]) -> BatchFile:

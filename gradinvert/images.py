@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -12,6 +13,9 @@ from PIL import Image, UnidentifiedImageError
 
 from gradinvert.errors import InvalidInputError, MissingInputError, UsageError
 
+# Pillow's default bound (it warns above it and refuses above twice it): no image gradinvert
+# attacks comes near it, and a header claiming more is refused before any pixel is decoded.
+MAX_PIXELS = 89_478_485
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm"}
 
 
@@ -44,14 +48,28 @@ def _resize_center_crop(image: Image.Image, size: int) -> Image.Image:
     return resized.crop((left, top, left + size, top + size))
 
 
+def _too_large(path: Path, size: str = "") -> InvalidInputError:
+    claim = f"{size} pixels, more than the {MAX_PIXELS}" if size else f"more than the {MAX_PIXELS}"
+    return InvalidInputError(
+        f"{path}: the image claims {claim} pixels gradinvert decodes (a decompression bomb?)"
+    )
+
+
 def load_image(path: Path, size: int | None, channels: int = 3) -> torch.Tensor:
-    """One image as a C×H×W float tensor in [0, 1]."""
+    """One image as a C×H×W float tensor in [0, 1]; its header's size is checked first."""
     try:
-        with Image.open(path) as img:
+        with warnings.catch_warnings():  # Pillow warns on what the size check below refuses
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(path)
+        with img:
+            if img.width * img.height > MAX_PIXELS:
+                raise _too_large(path, f"{img.width}×{img.height}")
             img = img.convert("RGB" if channels == 3 else "L")
             if size is not None:
                 img = _resize_center_crop(img, size)
             array = np.asarray(img, dtype=np.float32) / 255.0
+    except Image.DecompressionBombError:
+        raise _too_large(path) from None
     except (UnidentifiedImageError, OSError) as exc:
         raise InvalidInputError(f"{path}: cannot decode image ({exc})") from None
     if array.ndim == 2:

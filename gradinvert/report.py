@@ -79,8 +79,8 @@ def save_grid(
 
 
 def save_png(image: Image.Image, path: str | os.PathLike[str]) -> None:
-    """Write a PIL image as a PNG, atomically."""
-    with atomic_path(path) as tmp:
+    """Write a PIL image as a PNG, atomically and owner-only (see :mod:`gradinvert.atomic`)."""
+    with atomic_path(path, private=True) as tmp:
         image.save(tmp, format="PNG")
 
 

@@ -1,4 +1,5 @@
-"""What every long run shares: Ctrl-C as a request to stop, and CPU copies of its state."""
+"""What every long run shares: Ctrl-C and SIGTERM as requests to stop, and CPU copies of its
+state."""
 
 from __future__ import annotations
 
@@ -11,11 +12,47 @@ from typing import Any
 
 import torch
 
+_received: list[int] = []  # the stop signals received since the last sigterm_interrupts()
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived outside a run loop (raised like ``KeyboardInterrupt`` for Ctrl-C)."""
+
+
+def terminated() -> bool:
+    """Whether a SIGTERM asked this process to stop (exit 143 rather than Ctrl-C's 130)."""
+    return signal.SIGTERM in _received
+
+
+def _raise_interrupt(signum: int) -> None:
+    raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def sigterm_interrupts() -> Iterator[None]:
+    """Within: SIGTERM raises :class:`Terminated` wherever the program is, as Ctrl-C raises
+    ``KeyboardInterrupt``, so that ``finally`` blocks remove temporary files (main thread)."""
+    _received.clear()
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        _received.append(signum)
+        _raise_interrupt(signum)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
 
 class Interruptible:
-    """A run loop that stops after its current step on the first Ctrl-C (SIGINT, main thread).
+    """A run loop that stops after its current step on the first Ctrl-C or SIGTERM (main thread).
 
-    The loop checks ``self._stop``; a second Ctrl-C raises ``KeyboardInterrupt`` at once.
+    The loop checks ``self._stop``; a second signal raises ``KeyboardInterrupt`` (Ctrl-C) or
+    :class:`Terminated` (SIGTERM) at once.
     """
 
     _stop: bool = False
@@ -25,21 +62,24 @@ class Interruptible:
         self._stop = True
 
     @contextlib.contextmanager
-    def _sigint_stops(self) -> Iterator[None]:
+    def _signals_stop(self) -> Iterator[None]:
         if threading.current_thread() is not threading.main_thread():
             yield
             return
 
         def handler(signum: int, frame: Any) -> None:
+            _received.append(signum)
             if self._stop:
-                raise KeyboardInterrupt
+                _raise_interrupt(signum)
             self._stop = True
 
-        previous = signal.signal(signal.SIGINT, handler)
+        stops = (signal.SIGINT, signal.SIGTERM)
+        previous = {signum: signal.signal(signum, handler) for signum in stops}
         try:
             yield
         finally:
-            signal.signal(signal.SIGINT, previous)
+            for signum, old in previous.items():
+                signal.signal(signum, old)
 
 
 def to_cpu(value: Any) -> Any:
@@ -82,10 +122,10 @@ def stderr_progress(title: str, fields: str) -> Any:
 
 
 def write_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """Write a checkpoint dict atomically with ``torch.save``."""
+    """Write a checkpoint dict atomically and owner-only with ``torch.save``."""
     from gradinvert.atomic import atomic_path
 
-    with atomic_path(path) as tmp:
+    with atomic_path(path, private=True) as tmp:
         torch.save(state, tmp)
 
 

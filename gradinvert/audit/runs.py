@@ -46,6 +46,7 @@ class Run:
     truth: torch.Tensor | None = None
     recon: torch.Tensor | None = None
     notes: list[str] = field(default_factory=list)
+    files: list[Path] = field(default_factory=list)  # every file read: scores, recon, truth, ...
 
     @property
     def summary(self) -> dict[str, Any]:
@@ -147,6 +148,7 @@ def load_run(path: str | os.PathLike[str]) -> Run:
             run.truth = load_any_batch(truth_path)[0].images
         except GradinvertError as exc:
             run.notes.append(f"truth not read: {exc.message}")
+    run.files = [path, *(p for p in (recon_path, update_path, truth_path) if p is not None)]
     settings.setdefault("batch_size", run.summary.get("count"))
     run.settings = {key: settings.get(key) for key in SETTINGS}
     return run

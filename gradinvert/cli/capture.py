@@ -32,6 +32,7 @@ from gradinvert.models import (
     model_spec,
     read_state_dict,
 )
+from gradinvert.outputs import refuse_clobbering
 
 
 def _select(count: int, start: int, batch_size: int | None) -> slice:
@@ -176,6 +177,7 @@ def capture(
         raise UsageError("--mode must be train or eval")
     if normalize not in NORMALIZATIONS:
         raise UsageError(f"--normalize must be one of {', '.join(NORMALIZATIONS)}")
+    refuse_clobbering([*images, labels, weights], {"--out": out, "--truth": truth})
     torch_device = resolve_device(device)
     pixels, label_list, names = _load_inputs(images, size, labels, start, batch_size)
     if label_list is None:

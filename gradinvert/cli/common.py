@@ -14,6 +14,7 @@ from rich.text import Text
 
 from gradinvert.errors import ExitCode, GradinvertError
 from gradinvert.inert import InertConsole, one_line
+from gradinvert.runstate import sigterm_interrupts, terminated
 
 # Data goes to stdout; everything for a human goes to stderr. Strings print as they are (no
 # markup, no control characters): many of them come from files (gradinvert.inert).
@@ -46,14 +47,19 @@ def handle_errors(func: F) -> F:
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return func(*args, **kwargs)
+            with sigterm_interrupts():
+                return func(*args, **kwargs)
         except GradinvertError as exc:
             if state["debug"]:
                 console.print_exception()
-            fail(exc.message, int(exc.exit_code))
+            code = exc.exit_code
+            if code == ExitCode.INTERRUPTED and terminated():
+                code = ExitCode.TERMINATED
+            fail(exc.message, int(code))
         except KeyboardInterrupt:
-            console.print("interrupted")
-            raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+            console.print("terminated" if terminated() else "interrupted")
+            code = ExitCode.TERMINATED if terminated() else ExitCode.INTERRUPTED
+            raise typer.Exit(int(code)) from None
         except (typer.Exit, typer.Abort, SystemExit):
             raise
         except Exception as exc:  # an unexpected failure is ours, not the user's

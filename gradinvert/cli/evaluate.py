@@ -24,6 +24,7 @@ from gradinvert.metrics import (
     resolve_lpips,
 )
 from gradinvert.metrics.gates import gate_figure
+from gradinvert.outputs import refuse_clobbering
 from gradinvert.report import images_table, save_result_grid, summary_table
 
 
@@ -148,6 +149,10 @@ def evaluate(
     lpips_needed = match == "lpips" or any(g.metric == "lpips" for g in gates)
     if lpips == "off" and lpips_needed:
         raise UsageError("--lpips off conflicts with --match lpips / --fail-above lpips=...")
+    refuse_clobbering(
+        [recon, truth, truth_labels, lpips_weights, *(pool or []), update],
+        {"--json": json_out, "--grid": grid},
+    )
     torch_device = resolve_device(device)
 
     recon_batch = _read(load_any_batch(recon))

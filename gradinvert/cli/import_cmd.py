@@ -12,6 +12,7 @@ from gradinvert.errors import UsageError
 from gradinvert.files import LocalTraining, save_update
 from gradinvert.import_update import ClientSettings, build_update, read_inputs
 from gradinvert.models import NORMALIZATIONS, InputSpec, model_spec
+from gradinvert.outputs import refuse_clobbering
 
 
 def parse_shape(text: str) -> tuple[int, int, int]:
@@ -101,6 +102,7 @@ def import_command(
         raise UsageError("--mode must be train or eval")
     if normalize not in NORMALIZATIONS:
         raise UsageError(f"--normalize must be one of {', '.join(NORMALIZATIONS)}")
+    refuse_clobbering([before, after, gradient], {"--out": out})
     shape = parse_shape(input_shape)
     mean, std = NORMALIZATIONS[normalize]
     input_spec = InputSpec(shape, mean[: shape[0]], std[: shape[0]])

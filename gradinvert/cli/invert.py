@@ -9,7 +9,7 @@ import numpy as np
 import typer
 from PIL import Image
 
-from gradinvert.atomic import atomic_path
+from gradinvert.atomic import make_folder
 from gradinvert.cli.common import DeviceOption, console, handle_errors
 from gradinvert.device import resolve_device
 from gradinvert.errors import UsageError
@@ -17,6 +17,8 @@ from gradinvert.files import BatchFile, load_update, parse_labels, save_batch
 from gradinvert.invert import PRESETS, preset, run_attack
 from gradinvert.invert.allocator import keep_freed_memory
 from gradinvert.memory import invert_estimate
+from gradinvert.outputs import refuse_checkpoint_overwrite, refuse_clobbering
+from gradinvert.report import save_png
 from gradinvert.resources import MaxMemoryOption, check_memory
 
 
@@ -59,20 +61,28 @@ HELP = "\n\n".join(
             "--resume continues to the same result as an uninterrupted run. A seed whose loss",
             "turns non-finite restarts from fresh noise; after 10 restarts of one seed the run",
             "stops (exit 70). Exit codes: 2 usage, 65 invalid input, 66 missing input,",
-            "69 unavailable, 70 diverged or internal error, 130 interrupted.",
+            "69 unavailable, 70 diverged or internal error, 130 interrupted (143 on SIGTERM,",
+            "which stops like Ctrl-C).",
         ),
     ]
 )
 
 
+PNG_NAMES = r"\d{3}_label\d+\.png"  # what --png-dir holds: png_name(index, label)
+
+
+def png_name(index: int, label: int) -> str:
+    """The name of a --png-dir image: index and label."""
+    return f"{index:03d}_label{int(label)}.png"
+
+
 def _write_pngs(batch: BatchFile, folder: Path) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
+    make_folder(folder, private=True)
     for index, (image, label) in enumerate(zip(batch.images, batch.labels, strict=True)):
         array = (image.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
         if array.shape[2] == 1:
             array = array[:, :, 0]
-        with atomic_path(folder / f"{index:03d}_label{int(label)}.png") as tmp:
-            Image.fromarray(np.ascontiguousarray(array)).save(tmp, format="PNG")
+        save_png(Image.fromarray(np.ascontiguousarray(array)), folder / png_name(index, label))
 
 
 @handle_errors
@@ -246,6 +256,10 @@ def invert(
         int, typer.Option("--checkpoint-every", help="Iterations between checkpoints.")
     ] = 100,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from --checkpoint.")] = False,
+    overwrite_checkpoint: Annotated[
+        bool,
+        typer.Option("--overwrite-checkpoint", help="Replace an existing --checkpoint afresh."),
+    ] = False,
     no_progress: Annotated[
         bool, typer.Option("--no-progress", help="No progress bar on stderr.")
     ] = False,
@@ -291,6 +305,12 @@ def invert(
         generator_lr=generator_lr,
         generator_lr_scale=generator_lr_scale,
     )
+    refuse_clobbering(
+        [update_path, labels, inverter, generator, generator_weights],
+        {"--out": out, "--checkpoint": checkpoint},
+        {"--png-dir": (png_dir, PNG_NAMES)},
+    )
+    refuse_checkpoint_overwrite(checkpoint, resume, overwrite_checkpoint)
     if attack == "git":
         given = [k for k, v in settings.items() if v is not None and k != "inverter"]
         given += ["checkpoint"] * (checkpoint is not None) + ["resume"] * resume

@@ -13,6 +13,7 @@ from gradinvert.files import labels_document, load_batch, load_update, write_lab
 from gradinvert.labels import multiset_accuracy, restore_labels
 from gradinvert.memory import estimate_labels
 from gradinvert.models.footprint import update_footprint
+from gradinvert.outputs import refuse_clobbering
 from gradinvert.resources import MaxMemoryOption, check_memory
 
 
@@ -53,6 +54,7 @@ def labels(
     """
     if out not in (None, "-") and Path(out).is_dir():
         raise UsageError(f"--out {out}: is a folder, give a file name")
+    refuse_clobbering([update, truth], {"--out": out})
     update_file = load_update(update)
     size = batch_size if batch_size is not None and batch_size > 0 else update_file.batch_size
     footprint = update_footprint(update_file)

@@ -11,9 +11,11 @@ from gradinvert.cli.common import DeviceOption, console, handle_errors
 from gradinvert.device import resolve_device
 from gradinvert.errors import UsageError
 from gradinvert.memory import learn_prior_estimate
+from gradinvert.outputs import refuse_checkpoint_overwrite, refuse_clobbering
 from gradinvert.priors.learn import (
     LearnPriorConfig,
     expand_update_paths,
+    labels_path,
     learn_prior,
     save_learned_prior,
 )
@@ -51,7 +53,7 @@ HELP = "\n\n".join(
         "different architectures or inputs, a generator that does not fit the input, an "
         "unreadable file or checkpoint), 66 missing input (a file, or a glob that matches "
         "nothing), 69 unavailable device or more memory needed than --max-memory, 70 internal "
-        "error, 130 interrupted.",
+        "error, 130 interrupted (143 on SIGTERM, which stops like Ctrl-C).",
     ]
 )
 
@@ -99,6 +101,10 @@ def learn_prior_command(
         Path | None, typer.Option("--checkpoint", help="Save the run state here after every task.")
     ] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from --checkpoint.")] = False,
+    overwrite_checkpoint: Annotated[
+        bool,
+        typer.Option("--overwrite-checkpoint", help="Replace an existing --checkpoint afresh."),
+    ] = False,
     samples: Annotated[
         Path | None, typer.Option("--samples", help="PNG grid of 64 generated images.")
     ] = None,
@@ -135,8 +141,14 @@ def learn_prior_command(
         samples_every=samples_every,
     )
     config.validate()
+    paths = expand_update_paths(updates)
+    refuse_clobbering(
+        [*paths, *map(labels_path, paths), generator],
+        {"--out": out, "--checkpoint": checkpoint, "--samples": samples},
+    )
+    refuse_checkpoint_overwrite(checkpoint, resume, overwrite_checkpoint)
     torch_device = resolve_device(device)
-    estimate = learn_prior_estimate(expand_update_paths(updates), config.restarts, generator)
+    estimate = learn_prior_estimate(paths, config.restarts, generator)
     check_memory(estimate, max_memory, torch_device)
     result = learn_prior(
         updates,

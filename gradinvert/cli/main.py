@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from gradinvert import __version__
+from gradinvert.atomic import set_public_outputs
 from gradinvert.cli import capture, import_cmd, inspect
 from gradinvert.cli import demo as demo_cmd
 from gradinvert.cli import evaluate as evaluate_cmd
@@ -40,6 +41,15 @@ def _version(value: bool) -> None:
 @app.callback()
 def main(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
+    public_outputs: Annotated[
+        bool,
+        typer.Option(
+            "--public-outputs",
+            envvar="GRADINVERT_PUBLIC_OUTPUTS",
+            help="Write files holding images (reconstructions, truth, grids, PNGs, reports, "
+            "checkpoints) with your umask's mode instead of owner-only (0600).",
+        ),
+    ] = False,
     version: Annotated[
         bool,
         typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
@@ -47,6 +57,7 @@ def main(
 ) -> None:
     """gradinvert: gradient-inversion attacks and leakage scores for FL audits."""
     state["debug"] = debug
+    set_public_outputs(public_outputs)
 
 
 app.command("capture")(capture.capture)

@@ -11,6 +11,7 @@ from gradinvert.atomic import write_text_atomic
 from gradinvert.audit import load_run, render_report, verdict
 from gradinvert.cli.common import console, handle_errors
 from gradinvert.metrics import parse_gate
+from gradinvert.outputs import refuse_clobbering
 
 
 @handle_errors
@@ -39,7 +40,8 @@ def report(
     """
     gates = [parse_gate(text) for text in fail_above or []]
     runs = [load_run(path) for path in scores]
-    write_text_atomic(out, render_report(runs, gates, title))
+    refuse_clobbering([file for run in runs for file in run.files], {"--out": out})
+    write_text_atomic(out, render_report(runs, gates, title), private=True)
     failed = verdict(runs, gates).failed
     summary = f", {len(failed)} above the bars" if gates else ""
     console.print(f"report of {len(runs)} runs{summary} -> {out}", soft_wrap=True)

@@ -14,6 +14,8 @@ from gradinvert.device import resolve_device
 from gradinvert.errors import UsageError
 from gradinvert.files import load_update
 from gradinvert.inverter import TrainInverterConfig, save_inverter, train_inverter
+from gradinvert.inverter.train import PAIRS_CACHE_NAMES
+from gradinvert.outputs import refuse_checkpoint_overwrite, refuse_clobbering
 
 HELP = "\n\n".join(
     [
@@ -38,7 +40,7 @@ HELP = "\n\n".join(
         "step); --resume continues to exactly the weights of an uninterrupted run.",
         "Exit codes: 2 usage (e.g. fewer images than two batches), 65 invalid input (a template "
         "that is not an update file, a model GIT cannot mirror is 2), 66 missing input, "
-        "69 unavailable device, 130 interrupted.",
+        "69 unavailable device, 130 interrupted (143 on SIGTERM, which stops like Ctrl-C).",
     ]
 )
 
@@ -91,6 +93,10 @@ def train_inverter_command(
         Path | None, typer.Option("--checkpoint", help="Save the run state here every epoch.")
     ] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from --checkpoint.")] = False,
+    overwrite_checkpoint: Annotated[
+        bool,
+        typer.Option("--overwrite-checkpoint", help="Replace an existing --checkpoint afresh."),
+    ] = False,
     no_progress: Annotated[
         bool, typer.Option("--no-progress", help="No progress bars on stderr.")
     ] = False,
@@ -114,6 +120,12 @@ def train_inverter_command(
     config.validate()
     if resume and checkpoint is None:
         raise UsageError("--resume needs --checkpoint PATH")
+    refuse_clobbering(
+        [template_path, *images, labels],
+        {"--out": out, "--checkpoint": checkpoint},
+        {"--pairs-cache": (pairs_cache, PAIRS_CACHE_NAMES)},
+    )
+    refuse_checkpoint_overwrite(checkpoint, resume, overwrite_checkpoint)
     torch_device = resolve_device(device)
     template = load_update(template_path)
     pixels, label_list, _ = _load_inputs(images, size, labels)

@@ -12,6 +12,7 @@ from gradinvert.device import resolve_device
 from gradinvert.errors import UsageError
 from gradinvert.images import expand_image_paths
 from gradinvert.memory import train_prior_estimate
+from gradinvert.outputs import refuse_checkpoint_overwrite, refuse_clobbering
 from gradinvert.priors import TrainPriorConfig, save_prior, train_prior
 from gradinvert.resources import MaxMemoryOption, check_memory
 
@@ -37,7 +38,7 @@ HELP = "\n\n".join(
         "Exit codes: 2 usage (e.g. --size not 32 or 64), 65 invalid input (a folder without "
         "images, an unreadable image or checkpoint), 66 missing input, 69 unavailable device or "
         "more memory needed than --max-memory, "
-        "70 diverged or internal error, 130 interrupted.",
+        "70 diverged or internal error, 130 interrupted (143 on SIGTERM, which stops like Ctrl-C).",
     ]
 )
 
@@ -67,6 +68,10 @@ def train_prior_command(
         typer.Option("--checkpoint", help="Save the run state here after every epoch."),
     ] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from --checkpoint.")] = False,
+    overwrite_checkpoint: Annotated[
+        bool,
+        typer.Option("--overwrite-checkpoint", help="Replace an existing --checkpoint afresh."),
+    ] = False,
     samples: Annotated[
         Path | None,
         typer.Option("--samples", help="PNG grid of 64 generated images (every epoch)."),
@@ -87,6 +92,8 @@ def train_prior_command(
         raise UsageError(f"--out {out}: is a folder, give a file name")
     if resume and checkpoint is None:
         raise UsageError("--resume needs --checkpoint PATH")
+    refuse_clobbering(sources, {"--out": out, "--checkpoint": checkpoint, "--samples": samples})
+    refuse_checkpoint_overwrite(checkpoint, resume, overwrite_checkpoint)
     config = TrainPriorConfig(size=size, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
     config.validate()
     torch_device = resolve_device(device)

@@ -14,8 +14,9 @@ parameters with fresh optimizer moments (L-BFGS: fresh optimizer), and counted; 
 ``MAX_RESETS`` resets of one seed the run stops with :class:`DivergedError` (exit 70; lower
 the learning rate).
 
-Ctrl-C (SIGINT, main thread): the current iteration finishes, a checkpoint is written when one
-was asked for, and :class:`InterruptedRun` (exit 130) is raised; a second Ctrl-C aborts at once.
+Ctrl-C (SIGINT) or SIGTERM (main thread): the current iteration finishes, a checkpoint is written
+when one was asked for, and :class:`InterruptedRun` is raised (exit 130; 143 for SIGTERM); a
+second signal aborts at once.
 """
 
 from __future__ import annotations
@@ -446,7 +447,7 @@ class Engine(Interruptible):
     ) -> None:
         """Iterate until ``config.iterations``; checkpoint every N and on Ctrl-C."""
         total = self.config.iterations
-        with self._sigint_stops():
+        with self._signals_stop():
             while self.iteration < total:
                 self.step()
                 if checkpoint is not None and (

@@ -9,8 +9,8 @@ MSE on [0, 1] pixels — for batches of more than one image after matching each 
 image (Hungarian, on the detached per-pair cost). Every epoch ends with the validation MSE;
 the weights of the best epoch are kept, and training stops after ``patience`` epochs without
 improvement. Checkpoints hold everything needed to continue to the same weights (model,
-optimizer, order, position, best so far, RNG state); Ctrl-C finishes the current step, saves
-and exits 130.
+optimizer, order, position, best so far, RNG state); Ctrl-C (or SIGTERM) finishes the current step,
+saves and exits 130 (143).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from scipy.optimize import linear_sum_assignment
 
+from gradinvert.atomic import make_folder
 from gradinvert.defenses import DefenseConfig, apply_defenses
 from gradinvert.errors import InvalidInputError, MissingInputError, UsageError
 from gradinvert.files import UpdateFile, _save, read_safetensors
@@ -44,6 +45,7 @@ from gradinvert.runstate import (
 )
 
 CHECKPOINT_FORMAT = "gradinvert-train-inverter-checkpoint/1"
+PAIRS_CACHE_NAMES = r"pairs-[0-9a-f]{16}\.safetensors"  # the files a --pairs-cache folder holds
 DEFAULT_LR = {"git": 1e-3, "mlp": 1e-4}
 AUGMENT_KINDS = ("noise", "laplace", "prune", "clip")
 AUGMENT_SEED_OFFSET = 1_000_003  # augmentation noise draws apart from the template's defenses
@@ -290,7 +292,7 @@ class InverterTrainer(Interruptible):
         on_step: Callable[[InverterTrainer, EpochInfo], None] | None = None,
     ) -> None:
         """Train until the last epoch or early stopping; checkpoint every epoch and on Ctrl-C."""
-        with self._sigint_stops():
+        with self._signals_stop():
             while not self.finished():
                 loss = self.train_step()
                 self.losses.append(loss)
@@ -378,7 +380,7 @@ def _write_cache(path: Path, train: PairSet, val: PairSet, key: str) -> None:
     for part, pairs in (("train", train), ("val", val)):
         tensors.update({f"{part}.enc.{k}": v for k, v in pairs.encoded.items()})
         tensors[f"{part}.images"], tensors[f"{part}.labels"] = pairs.images, pairs.labels
-    _save(tensors, {"gradinvert.file": "inverter-pairs", "key": key}, path)
+    _save(tensors, {"gradinvert.file": "inverter-pairs", "key": key}, path, private=True)
 
 
 def train_inverter(
@@ -451,7 +453,7 @@ def train_inverter(
             torch.device(device),
         )
         if cache_file is not None:
-            cache_file.parent.mkdir(parents=True, exist_ok=True)
+            make_folder(cache_file.parent, private=True)
             _write_cache(cache_file, train, val, pairs_key)
             say(f"pairs cached in {cache_file}")
     made = time.perf_counter() - started

@@ -24,9 +24,9 @@ a finished run can be continued with a larger ``--tasks``). Each task's inner se
 by ``seed + task index``, so a run continued from a checkpoint ends with exactly the weights of an
 uninterrupted one on CPU.
 
-Ctrl-C (SIGINT, main thread): the current task is abandoned after its current iteration, the
-checkpoint of the last finished task is written when one was asked for, and
-:class:`InterruptedRun` (exit 130) is raised; a second Ctrl-C aborts at once.
+Ctrl-C (SIGINT) or SIGTERM (main thread): the current task is abandoned after its current
+iteration, the checkpoint of the last finished task is written when one was asked for, and
+:class:`InterruptedRun` is raised (exit 130; 143 for SIGTERM); a second signal aborts at once.
 """
 
 from __future__ import annotations
@@ -45,7 +45,6 @@ from typing import Any
 
 import torch
 
-from gradinvert.atomic import atomic_path
 from gradinvert.errors import InvalidInputError, MissingInputError, UsageError
 from gradinvert.files import UpdateFile, load_update, parse_labels
 from gradinvert.generators import Generator, arch_record, load_generator, save_generator
@@ -55,7 +54,8 @@ from gradinvert.invert.engine import Engine, InterruptedRun, fingerprint
 from gradinvert.invert.spaces import LatentSpace, SearchSpace, SharedWeightSpace
 from gradinvert.invert.stages import Stage, plan_stages
 from gradinvert.priors.train import SAMPLE_COUNT, canonical_images, images_hash, render_samples
-from gradinvert.runstate import Interruptible, stderr_progress, to_cpu
+from gradinvert.report import save_png
+from gradinvert.runstate import Interruptible, stderr_progress, to_cpu, write_checkpoint
 
 CHECKPOINT_FORMAT = "gradinvert-learn-prior-checkpoint/1"
 RECIPE = "GIML (Jeon et al. 2021): latent search, shared-copy fine-tuning, Reptile"
@@ -397,9 +397,7 @@ class MetaLearner(Interruptible):
 
     def write_samples(self, path: Path) -> None:
         """Rewrite the samples grid PNG atomically."""
-        image = render_samples(self.samples())
-        with atomic_path(path) as tmp:
-            image.save(tmp, format="PNG")
+        save_png(render_samples(self.samples()), path)
 
     def run(
         self,
@@ -411,7 +409,7 @@ class MetaLearner(Interruptible):
         total = self.config.tasks
         started, base = time.monotonic(), self.seconds
         wrote = False
-        with self._sigint_stops():
+        with self._signals_stop():
             while self.done < total:
                 try:
                     info = self.task()
@@ -493,8 +491,7 @@ class MetaLearner(Interruptible):
         """Write a checkpoint atomically (``torch.save``; read back with ``weights_only``)."""
         if self._saved_at == self.done and Path(path).exists():
             return
-        with atomic_path(path) as tmp:
-            torch.save(self.state_dict(), tmp)
+        write_checkpoint(path, self.state_dict())
         self._saved_at = self.done
 
     def load(self, path: Path) -> None:

@@ -12,8 +12,9 @@ continued from a checkpoint ends with exactly the weights of an uninterrupted on
 ``N // batch`` steps over a fresh shuffle (the incomplete last batch is dropped); a batch size
 larger than the number of images means one batch of all of them.
 
-Ctrl-C (SIGINT, main thread): the current step finishes, a checkpoint is written when one was
-asked for, and :class:`InterruptedRun` (exit 130) is raised; a second Ctrl-C aborts at once.
+Ctrl-C (SIGINT) or SIGTERM (main thread): the current step finishes, a checkpoint is written
+when one was asked for, and :class:`InterruptedRun` is raised (exit 130; 143 for SIGTERM); a
+second signal aborts at once.
 """
 
 from __future__ import annotations
@@ -34,7 +35,6 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from gradinvert.atomic import atomic_path
 from gradinvert.errors import GradinvertError, InvalidInputError, MissingInputError, UsageError
 from gradinvert.generators import (
     DCGANDiscriminator,
@@ -45,7 +45,8 @@ from gradinvert.generators import (
 from gradinvert.generators.dcgan import SIZES
 from gradinvert.images import expand_image_paths, load_images
 from gradinvert.invert.engine import InterruptedRun, fingerprint
-from gradinvert.runstate import Interruptible, stderr_progress, to_cpu
+from gradinvert.report import save_png
+from gradinvert.runstate import Interruptible, stderr_progress, to_cpu, write_checkpoint
 
 CHECKPOINT_FORMAT = "gradinvert-train-prior-checkpoint/1"
 RECIPE = "DCGAN (Radford et al. 2016)"
@@ -329,9 +330,7 @@ class PriorTrainer(Interruptible):
 
     def write_samples(self, path: Path) -> None:
         """Rewrite the samples grid PNG atomically."""
-        image = render_samples(self.samples())
-        with atomic_path(path) as tmp:
-            image.save(tmp, format="PNG")
+        save_png(render_samples(self.samples()), path)
 
     # ------------------------------------------------------------------ loop
 
@@ -346,7 +345,7 @@ class PriorTrainer(Interruptible):
         started = time.monotonic()
         base = self.seconds
         wrote = False
-        with self._sigint_stops():
+        with self._signals_stop():
             while self.epoch < epochs:
                 epoch = self.epoch + 1
                 loss_d, loss_g = self.step()
@@ -438,8 +437,7 @@ class PriorTrainer(Interruptible):
         """Write a checkpoint atomically (``torch.save``; read back with ``weights_only``)."""
         if self._saved_at == self.step_count and Path(path).exists():
             return
-        with atomic_path(path) as tmp:
-            torch.save(self.state_dict(), tmp)
+        write_checkpoint(path, self.state_dict())
         self._saved_at = self.step_count
 
     def load(self, path: Path) -> None:
