@@ -8,7 +8,7 @@ import signal
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 
@@ -24,7 +24,7 @@ def terminated() -> bool:
     return signal.SIGTERM in _received
 
 
-def _raise_interrupt(signum: int) -> None:
+def _raise_interrupt(signum: int) -> NoReturn:
     raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
 
 
