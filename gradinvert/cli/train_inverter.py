@@ -9,7 +9,13 @@ import torch
 import typer
 
 from gradinvert.cli.capture import _load_inputs
-from gradinvert.cli.common import DeviceOption, console, handle_errors
+from gradinvert.cli.common import (
+    DeviceOption,
+    ModelFactoryOption,
+    TrustCodeOption,
+    console,
+    handle_errors,
+)
 from gradinvert.device import resolve_device
 from gradinvert.errors import UsageError
 from gradinvert.files import load_update
@@ -37,7 +43,8 @@ HELP = "\n\n".join(
         "them. --checkpoint is written every epoch and on Ctrl-C (which stops after the current "
         "step); --resume continues to exactly the weights of an uninterrupted run.",
         "Exit codes: 2 usage (e.g. fewer images than two batches), 65 invalid input (a template "
-        "that is not an update file, a model GIT cannot mirror is 2), 66 missing input, "
+        "that is not an update file or names code: see --trust-code; a model GIT cannot mirror "
+        "is 2), 66 missing input, "
         "69 unavailable device, 130 interrupted.",
     ]
 )
@@ -94,6 +101,8 @@ def train_inverter_command(
     no_progress: Annotated[
         bool, typer.Option("--no-progress", help="No progress bars on stderr.")
     ] = False,
+    model: ModelFactoryOption = None,
+    trust_code: TrustCodeOption = False,
     device: DeviceOption = "auto",
 ) -> None:
     config = TrainInverterConfig(

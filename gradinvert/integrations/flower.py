@@ -36,6 +36,7 @@ from gradinvert.errors import GradinvertError
 from gradinvert.files import LocalTraining, save_update
 from gradinvert.import_update import ClientSettings, StateInputs, build_update
 from gradinvert.models import NORMALIZATIONS, InputSpec, model_spec
+from gradinvert.models.trust import CodeTrust, named_factories, trusting
 
 log = logging.getLogger(__name__)
 
@@ -64,9 +65,10 @@ class RecordUpdates(Strategy):
     aggregate as usual.
 
     ``model``, ``num_classes``, ``input_shape``, ``normalize`` and ``mode`` describe the model as
-    in ``capture``. ``local``: the clients' local training, when the deployment knows it (else
-    recorded as unknown). ``batch_size``: the clients' batch; default each client's reported
-    ``num-examples``.
+    in ``capture`` (a ``package.module:factory`` here is the caller's own code, so it is trusted;
+    nothing a client sends names code). ``local``: the clients' local training, when the
+    deployment knows it (else recorded as unknown). ``batch_size``: the clients' batch; default
+    each client's reported ``num-examples``.
     """
 
     def __init__(
@@ -86,7 +88,9 @@ class RecordUpdates(Strategy):
         channels = input_shape[0]
         self.strategy = strategy
         self.out_dir = Path(out_dir)
-        self.spec = model_spec(model, num_classes, tuple(input_shape))  # type: ignore[arg-type]
+        self.trust = CodeTrust(named_factories([model]))
+        with trusting(self.trust):
+            self.spec = model_spec(model, num_classes, tuple(input_shape))  # type: ignore[arg-type]
         self.input = InputSpec(tuple(input_shape), mean[:channels], std[:channels])  # type: ignore[arg-type]
         self.mode = mode
         self.local = local
@@ -131,7 +135,9 @@ class RecordUpdates(Strategy):
         try:
             inputs = StateInputs(before=before, after=_state(arrays))
             inputs.names = {"before": f"round {server_round} global", "after": f"node {node}"}
-            save_update(build_update(self.spec, self.input, inputs, settings, source), path)
+            with trusting(self.trust):
+                update = build_update(self.spec, self.input, inputs, settings, source)
+            save_update(update, path)
         except GradinvertError as exc:
             log.warning("gradinvert: round %s node %s not recorded: %s", server_round, node, exc)
             return None
