@@ -20,6 +20,7 @@ from gradinvert.device import resolve_device
 from gradinvert.errors import UsageError
 from gradinvert.files import load_update
 from gradinvert.inverter import TrainInverterConfig, save_inverter, train_inverter
+from gradinvert.models.footprint import check_update_model
 
 HELP = "\n\n".join(
     [
@@ -125,6 +126,7 @@ def train_inverter_command(
         raise UsageError("--resume needs --checkpoint PATH")
     torch_device = resolve_device(device)
     template = load_update(template_path)
+    check_update_model(template)  # before any image is read: a model that cannot be built
     pixels, label_list, _ = _load_inputs(images, size, labels)
     label_tensor = None if label_list is None else torch.tensor(label_list, dtype=torch.long)
     if label_tensor is None:
