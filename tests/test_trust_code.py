@@ -20,7 +20,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from invert_support import make_update
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 from torch import nn
 from typer.testing import CliRunner
 
@@ -216,6 +216,21 @@ def test_the_same_file_runs_when_the_user_vouches_for_its_factory(
         assert json.loads((scene.out / "labels.json").read_text())["labels"] == [LABEL]
 
 
+def test_capture_with_ones_own_factory_and_attacking_its_file(scene: Scene) -> None:
+    update = scene.root / "u.safetensors"
+    result = invoke("capture", "--images", SAMPLES, "--size", 4, "--batch-size", 1, "--labels",
+                    LABEL, "--model", EVIL, "--num-classes", 4, "--out", update)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert load_update(update).model.arch == EVIL
+    scene.imported.unlink()
+    scene.called.unlink()
+    sys.modules.pop("evilmod", None)
+    assert_refused(invoke("labels", update), scene, refusal(update, EVIL))
+    result = invoke("labels", update, "--model", EVIL)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["labels"] == [LABEL]
+
+
 def test_another_factory_on_the_command_line_does_not_vouch(scene: Scene) -> None:
     update = write_update(scene.root / "u.safetensors", EVIL)
     result = invoke("labels", update, "--model", "evilmod:other", "--out", scene.out / "l.json")
@@ -263,6 +278,24 @@ def test_generator_and_inverter_files_naming_code_are_refused(scene: Scene) -> N
     assert_refused(invoke(*git), scene, refusal(inverter, EVIL))
 
 
+def test_an_inverter_for_ones_own_model_is_used_with_model(tmp_path: Path) -> None:
+    own = "models_for_tests:no_bias_head"  # a model GIT can mirror
+    with trust_code(own):
+        update, _, _ = make_update(own, count=1, size=8, labels=[1], width=4)
+    path, inverter = tmp_path / "u.safetensors", tmp_path / "inv.safetensors"
+    save_update(update, path)
+    train = ["train-inverter", path, "--images", SAMPLES, "--size", 8, "--pairs", 4, "--batch", 2,
+             "--epochs", 1, "--out", inverter, "--device", "cpu", "--no-progress"]  # fmt: skip
+    assert invoke(*train).exit_code == 65 and not inverter.exists()
+    assert invoke(*train, "--model", own).exit_code == 0
+    git = ["invert", path, "--attack", "git", "--inverter", inverter, "--device", "cpu"]
+    refused = invoke(*git, "--out", tmp_path / "no.safetensors")
+    assert refused.exit_code == 65 and refused.stderr.strip() == f"error: {refusal(inverter, own)}"
+    result = invoke(*git, "--model", own, "--out", tmp_path / "r.safetensors")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "r.safetensors").exists() and not (tmp_path / "no.safetensors").exists()
+
+
 def test_inspect_and_report_describe_without_importing(scene: Scene) -> None:
     files = {
         "update": write_update(scene.root / "u.safetensors", EVIL),
@@ -304,6 +337,37 @@ def test_library_readers_refuse_by_default_and_trust_code_opts_in(scene: Scene) 
     assert scene.markers() == ["imported.marker", "called.marker"]
     with pytest.raises(UntrustedCodeError):  # the trust ended with the block
         model_from_update(update)
+
+
+def test_the_flower_recorder_trusts_the_factory_its_caller_names(scene: Scene) -> None:
+    pytest.importorskip("flwr", reason="the flower extra is not installed")
+    from types import SimpleNamespace as Reply
+
+    from flwr.app import ArrayRecord, MetricRecord
+    from flwr.serverapp.strategy import FedAvg
+
+    from gradinvert.integrations.flower import RecordUpdates
+
+    # the caller's own code names the model: no trust_code needed around it
+    recorder = RecordUpdates(FedAvg(), scene.out, model=EVIL, num_classes=4, input_shape=SHAPE)
+    assert scene.markers() == ["imported.marker"]  # checked to exist; built per reply
+    before = write_update(scene.root / "u.safetensors", EVIL)
+    sent = {k[len("param.") :]: v for k, v in load_file(str(before)).items() if "param." in k}
+    recorder.sent[1] = sent
+    returned = {k: v + 0.01 for k, v in sent.items()}
+    reply = Reply(  # the parts of a Flower reply the recorder reads
+        metadata=Reply(src_node_id=7, message_id="m"),
+        content=Reply(
+            array_records={"arrays": ArrayRecord(returned)},
+            metric_records={"metrics": MetricRecord({"num-examples": 1})},
+        ),
+    )
+    path = recorder.record(1, reply)
+    assert path is not None and load_update(path).model.arch == EVIL
+    assert scene.markers() == ["imported.marker", "called.marker"]
+    # what it wrote names the factory: attacking it takes the same vouching as any file
+    assert invoke("labels", path).exit_code == 65
+    assert invoke("labels", path, "--model", EVIL).exit_code == 0
 
 
 # ------------------------------------------------------------------ the import path
