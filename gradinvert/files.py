@@ -225,7 +225,7 @@ def load_update(path: str | os.PathLike[str]) -> UpdateFile:
     raise_problems(str(path), update_problems(prefix, update, params, buffers, bn_parts))
     update, params, buffers = as_float32(update), as_float32(params), as_float32(buffers)
     bn_stats = {m: (p["mean"].float(), p["var"].float()) for m, p in bn_parts.items()}
-    return _update_file(meta, update, params, buffers, bn_stats)
+    return _update_file(meta, update, params, buffers, bn_stats, str(path))
 
 
 def read_update_shapes(path: str | os.PathLike[str]) -> UpdateFile:
@@ -249,7 +249,7 @@ def read_update_shapes(path: str | os.PathLike[str]) -> UpdateFile:
     }
     update, params, buffers, bn_parts = _update_parts(path, UPDATE_PREFIX[meta.kind], tensors)
     bn_stats = {m: (p["mean"], p["var"]) for m, p in bn_parts.items() if set(p) == {"mean", "var"}}
-    return _update_file(meta, update, params, buffers, bn_stats)
+    return _update_file(meta, update, params, buffers, bn_stats, str(path))
 
 
 def _update_parts(
@@ -279,6 +279,7 @@ def _update_file(
     params: Tensors,
     buffers: Tensors,
     bn_stats: dict[str, tuple[torch.Tensor, torch.Tensor]],
+    origin: str,
 ) -> UpdateFile:
     local = meta.local
     return UpdateFile(
@@ -286,7 +287,7 @@ def _update_file(
         update=update,
         params=params,
         buffers=buffers,
-        model=ModelSpec(meta.model.arch, meta.model.num_classes, dict(meta.model.kwargs)),
+        model=ModelSpec(meta.model.arch, meta.model.num_classes, dict(meta.model.kwargs), origin),
         input=InputSpec(meta.input.shape, tuple(meta.input.mean), tuple(meta.input.std)),
         mode=meta.mode,
         batch_size=meta.batch_size,

@@ -7,15 +7,56 @@ from pathlib import Path
 from typing import Any
 
 from gradinvert.errors import InvalidInputError
-from gradinvert.files import file_type, load_batch, load_update, read_safetensors
+from gradinvert.files import _json_field, file_type, load_batch, load_update, read_safetensors
 
 
 def _tensor_bytes(tensors: dict[str, Any]) -> int:
     return sum(t.numel() * t.element_size() for t in tensors.values())
 
 
+def _factory_named(record: object, key: str) -> str | None:
+    """The ``package.module:factory`` a metadata record names under ``key``, if any."""
+    value = record.get(key) if isinstance(record, dict) else None
+    return value if isinstance(value, str) and ":" in value else None
+
+
+def _inverter_model_code(path: Path, metadata: dict[str, str]) -> str | None:
+    """The factory an inverter file's template model names, if any."""
+    record = _json_field(path, metadata, "template")
+    return _factory_named(record.get("model") if isinstance(record, dict) else None, "arch")
+
+
+def _inverter_naming_code(path: Path, metadata: dict[str, str], tensors: dict) -> dict[str, Any]:
+    """An inverter file whose template model names code, described from its metadata alone:
+    building the inverter would import that code. (Its ``template`` is an object: see
+    :func:`_inverter_model_code`.)"""
+    info = _json_field(path, metadata, "inverter")
+    info = info if isinstance(info, dict) else {}
+    record = _json_field(path, metadata, "template")
+    training = _json_field(path, metadata, "training", default="{}")
+    settings = info.get("settings")
+    settings = (
+        {k: v for k, v in settings.items() if k != "shapes"} if isinstance(settings, dict) else {}
+    )
+    return {
+        "inverter": {"arch": info.get("arch"), **settings},
+        "parameters": None,  # unknown without building the inverter
+        "weights": sum(t.numel() for k, t in tensors.items() if k.startswith("state.")),
+        "template": {k: v for k, v in record.items() if k != "update_shapes"},
+        "training": (
+            {k: v for k, v in training.items() if k != "history"}
+            if isinstance(training, dict)
+            else None
+        ),
+    }
+
+
 def summarize(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """A JSON-ready summary of an update, batch or generator file."""
+    """A JSON-ready summary of an update, batch, generator or inverter file.
+
+    Nothing a file names is imported: a model or generator given as ``package.module:factory``
+    is reported under ``names_code``, and such an inverter is described without being built.
+    """
     tensors, metadata = read_safetensors(path)
     kind = file_type(metadata)
     groups: dict[str, int] = {}
@@ -49,6 +90,7 @@ def summarize(path: str | os.PathLike[str]) -> dict[str, Any]:
                 "parameters": sum(t.numel() for t in update.params.values()),
                 "seed": update.seed,
                 "source": update.source or None,
+                "names_code": _factory_named(update.model.to_dict(), "arch"),
             }
         )
     elif kind == "batch":
@@ -74,8 +116,11 @@ def summarize(path: str | os.PathLike[str]) -> dict[str, Any]:
                 "generator": stored.arch,
                 "parameters": sum(t.numel() for k, t in tensors.items() if k.startswith("param.")),
                 "training": training,
+                "names_code": _factory_named(stored.arch, "factory"),
             }
         )
+    elif kind == "inverter" and (code := _inverter_model_code(Path(path), metadata)):
+        summary.update(_inverter_naming_code(Path(path), metadata, tensors), names_code=code)
     elif kind == "inverter":
         from gradinvert.inverter import load_inverter
         from gradinvert.inverter.apply import summary_of
@@ -87,7 +132,9 @@ def summarize(path: str | os.PathLike[str]) -> dict[str, Any]:
             {
                 "inverter": {"arch": stored.inverter.arch, **stored.inverter.settings()},
                 "parameters": sum(p.numel() for p in stored.inverter.parameters()),
-                "template": {k: v for k, v in record.items() if k != "update_shapes"},
+                "template": {
+                    k: v for k, v in record.items() if k != "update_shapes"
+                },  # a dict: see above
                 "training": summary_of(stored.training),
             }
         )

@@ -25,7 +25,7 @@ from gradinvert.labels.methods import (
     llg_counts,
     present_classes,
 )
-from gradinvert.models import InputSpec, build_model, model_spec
+from gradinvert.models import InputSpec, build_model, model_spec, trust_code
 
 TESTS = Path(__file__).parent
 SIZE = 16
@@ -225,8 +225,9 @@ def test_llg_greedy_on_hand_made_gradient():
 
 def test_model_without_bias_uses_llg():
     labels = [3, 3, 3, 7, 7, 12]
-    update = make_update("models_for_tests:no_bias_head", 50, labels, seed=1)
-    result = restore_labels(update)
+    with trust_code("models_for_tests:no_bias_head"):  # the test's own factory
+        update = make_update("models_for_tests:no_bias_head", 50, labels, seed=1)
+        result = restore_labels(update)
     assert result.method == "llg" and result.labels == labels
     assert "no bias" in result.details["reason"]
     with pytest.raises(UsageError, match="bias"):
@@ -385,7 +386,9 @@ def test_cli_bad_input(tmp_path, case, code, message):
     elif case == "batch_file":
         update = truth
     elif case == "no_linear":
-        update, truth = _files(tmp_path, [1, 2], arch="models_for_tests:conv_head")
+        with trust_code("models_for_tests:conv_head"):
+            update, truth = _files(tmp_path, [1, 2], arch="models_for_tests:conv_head")
+        extra = ["--model", "models_for_tests:conv_head"]  # the CLI imports it when named
     elif case == "bad_method":
         extra = ["--method", "nope"]
     elif case == "yin_too_big":

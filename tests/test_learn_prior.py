@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import signal
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,7 @@ from gradinvert.files import LocalTraining, load_batch, save_update
 from gradinvert.generators import load_generator, load_generator_file
 from gradinvert.invert.engine import Engine
 from gradinvert.invert.spaces import LatentSpace, SharedWeightSpace
+from gradinvert.models import trust_code
 from gradinvert.priors.learn import (
     LearnPriorConfig,
     MetaLearner,
@@ -37,6 +39,14 @@ FAST = LearnPriorConfig(tasks=3, latent_iterations=3, iterations=3, restarts=2)
 
 def invoke(*args: object):  # noqa: ANN201
     return runner.invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture(autouse=True)
+def _trust_tiny() -> Iterator[None]:
+    """The library calls here name the tests' own generator factory (the CLI trusts the
+    --generator it is given by itself)."""
+    with trust_code(TINY):
+        yield
 
 
 @pytest.fixture

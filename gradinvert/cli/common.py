@@ -14,6 +14,7 @@ from rich.text import Text
 
 from gradinvert.errors import ExitCode, GradinvertError
 from gradinvert.inert import InertConsole, one_line
+from gradinvert.models.trust import CodeTrust, named_factories, trusting
 from gradinvert.runstate import sigterm_interrupts, terminated
 
 # Data goes to stdout; everything for a human goes to stderr. Strings print as they are (no
@@ -27,6 +28,26 @@ DeviceOption = Annotated[
     str, typer.Option("--device", help="auto (CUDA when present), cpu, cuda or cuda:N.")
 ]
 SeedOption = Annotated[int, typer.Option("--seed", help="Random seed; recorded in the output.")]
+TrustCodeOption = Annotated[
+    bool,
+    typer.Option(
+        "--trust-code",
+        help="Import and run any package.module:factory an input file names (a model, generator "
+        "or inverter's model). Only for files you made yourself: a file from a client can name "
+        "any Python function, and it runs with your rights. Without it such a file is refused "
+        "(exit 65) unless --model/--generator names the same factory.",
+    ),
+]
+ModelFactoryOption = Annotated[
+    str | None,
+    typer.Option(
+        "--model",
+        help="Your own model factory (package.module:factory) that the input files name: it "
+        "is imported; no other code a file names is.",
+    ),
+]
+# The options whose package.module:factory values name the user's own code (see handle_errors).
+CODE_OPTIONS = ("model", "generator")
 
 
 def labelled(label: str, style: str, message: str) -> Text:
@@ -42,12 +63,21 @@ def fail(message: str, code: int) -> None:
 
 
 def handle_errors(func: F) -> F:
-    """Turn library errors into one stderr line and the documented exit code."""
+    """Turn library errors into one stderr line and the documented exit code.
+
+    The command runs under the trust policy its own options give: the factories named by
+    ``--model``/``--generator``, and everything with ``--trust-code``; nothing else a file names
+    is imported (:mod:`gradinvert.models.trust`).
+    """
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        policy = CodeTrust(
+            named_factories(kwargs.get(name) for name in CODE_OPTIONS),
+            bool(kwargs.get("trust_code", False)),
+        )
         try:
-            with sigterm_interrupts():
+            with sigterm_interrupts(), trusting(policy):
                 return func(*args, **kwargs)
         except GradinvertError as exc:
             if state["debug"]:

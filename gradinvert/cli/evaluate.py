@@ -9,7 +9,15 @@ import torch
 import typer
 
 from gradinvert.batch_input import is_batch_path, load_any_batch, load_image_folder
-from gradinvert.cli.common import DeviceOption, console, emit_json, handle_errors, labelled
+from gradinvert.cli.common import (
+    DeviceOption,
+    ModelFactoryOption,
+    TrustCodeOption,
+    console,
+    emit_json,
+    handle_errors,
+    labelled,
+)
 from gradinvert.device import resolve_device
 from gradinvert.errors import ExitCode, InvalidInputError, UsageError
 from gradinvert.files import BatchFile, load_update
@@ -132,6 +140,8 @@ def evaluate(
             "since lower LPIPS is more leakage).",
         ),
     ] = None,
+    model: ModelFactoryOption = None,
+    trust_code: TrustCodeOption = False,
     device: DeviceOption = "auto",
 ) -> None:
     """Score reconstructions against the truth: PSNR, registered PSNR, SSIM, LPIPS, labels, IIP.

@@ -10,7 +10,13 @@ import typer
 from PIL import Image
 
 from gradinvert.atomic import make_folder
-from gradinvert.cli.common import DeviceOption, console, handle_errors
+from gradinvert.cli.common import (
+    DeviceOption,
+    ModelFactoryOption,
+    TrustCodeOption,
+    console,
+    handle_errors,
+)
 from gradinvert.device import resolve_device
 from gradinvert.errors import UsageError
 from gradinvert.files import BatchFile, load_update, parse_labels, save_batch
@@ -60,9 +66,9 @@ HELP = "\n\n".join(
             "metadata). Ctrl-C stops after the current iteration and saves --checkpoint;",
             "--resume continues to the same result as an uninterrupted run. A seed whose loss",
             "turns non-finite restarts from fresh noise; after 10 restarts of one seed the run",
-            "stops (exit 70). Exit codes: 2 usage, 65 invalid input, 66 missing input,",
-            "69 unavailable, 70 diverged or internal error, 130 interrupted (143 on SIGTERM,",
-            "which stops like Ctrl-C).",
+            "stops (exit 70). Exit codes: 2 usage, 65 invalid input (also a file that names",
+            "code: see --trust-code), 66 missing input, 69 unavailable, 70 diverged or",
+            "internal error, 130 interrupted (143 on SIGTERM, which stops like Ctrl-C).",
         ),
     ]
 )
@@ -226,7 +232,9 @@ def invert(
     generator_weights: Annotated[
         str | None,
         typer.Option(
-            "--generator-weights", help="State dict loaded into a named or imported generator."
+            "--generator-weights",
+            help="State dict or generator file loaded into a named or imported generator "
+            "(how a generator file made from your own factory is used without --trust-code).",
         ),
     ] = None,
     generator_lr_scale: Annotated[
@@ -263,6 +271,8 @@ def invert(
     no_progress: Annotated[
         bool, typer.Option("--no-progress", help="No progress bar on stderr.")
     ] = False,
+    model: ModelFactoryOption = None,
+    trust_code: TrustCodeOption = False,
     device: DeviceOption = "auto",
     max_memory: MaxMemoryOption = None,
 ) -> None:

@@ -7,7 +7,13 @@ from typing import Annotated
 
 import typer
 
-from gradinvert.cli.common import console, emit_json, handle_errors
+from gradinvert.cli.common import (
+    ModelFactoryOption,
+    TrustCodeOption,
+    console,
+    emit_json,
+    handle_errors,
+)
 from gradinvert.errors import InvalidInputError, UsageError
 from gradinvert.files import labels_document, load_batch, load_update, write_labels
 from gradinvert.labels import multiset_accuracy, restore_labels
@@ -38,6 +44,8 @@ def labels(
         int | None,
         typer.Option("--batch-size", help="Batch size, when the update does not record it."),
     ] = None,
+    model: ModelFactoryOption = None,
+    trust_code: TrustCodeOption = False,
     max_memory: MaxMemoryOption = None,
 ) -> None:
     """Restore the labels of the batch behind an update from its last linear layer.
@@ -49,8 +57,9 @@ def labels(
     --truth also "accuracy" (share of the truth multiset matched) and "truth".
 
     Exit codes: 0 done; 2 bad option, or batch size unknown (give --batch-size);
-    65 not an update file, invalid metadata or tensors, or the model has no linear output
-    layer; 66 file missing; 69 the estimated memory exceeds --max-memory.
+    65 not an update file, invalid metadata or tensors, the model has no linear output
+    layer, or the file names code nobody vouched for (see --trust-code); 66 file missing;
+    69 the estimated memory exceeds --max-memory.
     """
     if out not in (None, "-") and Path(out).is_dir():
         raise UsageError(f"--out {out}: is a folder, give a file name")

@@ -7,7 +7,13 @@ from typing import Annotated
 
 import typer
 
-from gradinvert.cli.common import DeviceOption, console, handle_errors
+from gradinvert.cli.common import (
+    DeviceOption,
+    ModelFactoryOption,
+    TrustCodeOption,
+    console,
+    handle_errors,
+)
 from gradinvert.device import resolve_device
 from gradinvert.errors import UsageError
 from gradinvert.memory import learn_prior_estimate
@@ -40,9 +46,11 @@ HELP = "\n\n".join(
         "moves the generator toward the copy. The generator stays in eval mode (BN running "
         "statistics). Defaults are the official run: 200 tasks, 1000 + 500 iterations.",
         "--generator is where to start: dcgan (untrained, seeded by --seed), a generator file "
-        "(train-prior or learn-prior), or package.module:factory. The output is a generator "
-        "file like train-prior's (use it with invert --generator; one started from a factory "
-        "records the factory's path and imports it again when loaded); its 'training' metadata "
+        "(train-prior or learn-prior), or package.module:factory (with --generator-weights: a "
+        "state dict or generator file to start from). The output is a generator file like "
+        "train-prior's (use it with invert --generator; one started from a factory records the "
+        "factory's path, and is used again with --generator pkg.mod:fn --generator-weights "
+        "FILE, or with --trust-code: a file never runs code on its own); its 'training' metadata "
         "records the tasks, each update file's SHA-256, the order, the settings and every "
         "task's final gradient distance.",
         "--samples writes a grid of 64 images from fixed latents every --samples-every tasks. "
@@ -51,9 +59,10 @@ HELP = "\n\n".join(
         "--tasks to continue a finished run.",
         "Exit codes: 2 usage (no UPDATES, a bad setting), 65 invalid input (updates of "
         "different architectures or inputs, a generator that does not fit the input, an "
-        "unreadable file or checkpoint), 66 missing input (a file, or a glob that matches "
-        "nothing), 69 unavailable device or more memory needed than --max-memory, 70 internal "
-        "error, 130 interrupted (143 on SIGTERM, which stops like Ctrl-C).",
+        "unreadable file or checkpoint, a file that names code: see --trust-code), 66 missing "
+        "input (a file, or a glob that matches nothing), 69 unavailable device or more memory "
+        "needed than --max-memory, 70 internal error, 130 interrupted (143 on SIGTERM, which "
+        "stops like Ctrl-C).",
     ]
 )
 
@@ -73,6 +82,13 @@ def learn_prior_command(
         str,
         typer.Option("--generator", help="Start from: dcgan, a generator file, or module:factory."),
     ] = "dcgan",
+    generator_weights: Annotated[
+        Path | None,
+        typer.Option(
+            "--generator-weights",
+            help="State dict or generator file loaded into a named or imported --generator.",
+        ),
+    ] = None,
     tasks: Annotated[int, typer.Option("--tasks", help="Tasks (one update each).")] = 200,
     latent_iterations: Annotated[
         int, typer.Option("--latent-iterations", help="Latent-search iterations per task.")
@@ -114,6 +130,8 @@ def learn_prior_command(
     no_progress: Annotated[
         bool, typer.Option("--no-progress", help="No progress bar (one line per task instead).")
     ] = False,
+    model: ModelFactoryOption = None,
+    trust_code: TrustCodeOption = False,
     device: DeviceOption = "auto",
     max_memory: MaxMemoryOption = None,
 ) -> None:
@@ -160,6 +178,7 @@ def learn_prior_command(
         resume=resume,
         samples=samples,
         log=lambda message: console.print(message, soft_wrap=True),
+        generator_weights=generator_weights,
     )
     save_learned_prior(result, out)
     training = result.training

@@ -9,12 +9,19 @@ import torch
 import typer
 
 from gradinvert.cli.capture import _load_inputs
-from gradinvert.cli.common import DeviceOption, console, handle_errors
+from gradinvert.cli.common import (
+    DeviceOption,
+    ModelFactoryOption,
+    TrustCodeOption,
+    console,
+    handle_errors,
+)
 from gradinvert.device import resolve_device
 from gradinvert.errors import UsageError
 from gradinvert.files import load_update
 from gradinvert.inverter import TrainInverterConfig, save_inverter, train_inverter
 from gradinvert.inverter.train import PAIRS_CACHE_NAMES
+from gradinvert.models.footprint import check_update_model
 from gradinvert.outputs import refuse_checkpoint_overwrite, refuse_clobbering
 
 HELP = "\n\n".join(
@@ -39,8 +46,9 @@ HELP = "\n\n".join(
         "them. --checkpoint is written every epoch and on Ctrl-C (which stops after the current "
         "step); --resume continues to exactly the weights of an uninterrupted run.",
         "Exit codes: 2 usage (e.g. fewer images than two batches), 65 invalid input (a template "
-        "that is not an update file, a model GIT cannot mirror is 2), 66 missing input, "
-        "69 unavailable device, 130 interrupted (143 on SIGTERM, which stops like Ctrl-C).",
+        "that is not an update file or names code: see --trust-code; a model GIT cannot mirror "
+        "is 2), 66 missing input, 69 unavailable device, 130 interrupted (143 on SIGTERM, "
+        "which stops like Ctrl-C).",
     ]
 )
 
@@ -100,6 +108,8 @@ def train_inverter_command(
     no_progress: Annotated[
         bool, typer.Option("--no-progress", help="No progress bars on stderr.")
     ] = False,
+    model: ModelFactoryOption = None,
+    trust_code: TrustCodeOption = False,
     device: DeviceOption = "auto",
 ) -> None:
     config = TrainInverterConfig(
@@ -128,6 +138,7 @@ def train_inverter_command(
     refuse_checkpoint_overwrite(checkpoint, resume, overwrite_checkpoint)
     torch_device = resolve_device(device)
     template = load_update(template_path)
+    check_update_model(template)  # before any image is read: a model that cannot be built
     pixels, label_list, _ = _load_inputs(images, size, labels)
     label_tensor = None if label_list is None else torch.tensor(label_list, dtype=torch.long)
     if label_tensor is None:

@@ -41,6 +41,7 @@ from gradinvert.files import LocalTraining, save_update
 from gradinvert.import_update import ClientSettings, StateInputs, build_update
 from gradinvert.inert import one_line
 from gradinvert.models import NORMALIZATIONS, InputSpec, model_spec
+from gradinvert.models.trust import CodeTrust, named_factories, trusting
 
 log = logging.getLogger(__name__)
 
@@ -79,9 +80,10 @@ class RecordUpdates(Strategy):
     aggregate as usual.
 
     ``model``, ``num_classes``, ``input_shape``, ``normalize`` and ``mode`` describe the model as
-    in ``capture``. ``local``: the clients' local training, when the deployment knows it (else
-    recorded as unknown). ``batch_size``: the clients' batch; default each client's reported
-    ``num-examples``.
+    in ``capture`` (a ``package.module:factory`` here is the caller's own code, so it is trusted;
+    nothing a client sends names code). ``local``: the clients' local training, when the
+    deployment knows it (else recorded as unknown). ``batch_size``: the clients' batch; default
+    each client's reported ``num-examples``.
     """
 
     def __init__(
@@ -101,7 +103,9 @@ class RecordUpdates(Strategy):
         channels = input_shape[0]
         self.strategy = strategy
         self.out_dir = Path(out_dir)
-        self.spec = model_spec(model, num_classes, tuple(input_shape))  # type: ignore[arg-type]
+        self.trust = CodeTrust(named_factories([model]))
+        with trusting(self.trust):
+            self.spec = model_spec(model, num_classes, tuple(input_shape))  # type: ignore[arg-type]
         self.input = InputSpec(tuple(input_shape), mean[:channels], std[:channels])  # type: ignore[arg-type]
         self.mode = mode
         self.local = local
@@ -159,7 +163,8 @@ class RecordUpdates(Strategy):
         }
         inputs = StateInputs(before=before, after=_state(arrays))
         inputs.names = {"before": f"round {server_round} global", "after": f"node {node}"}
-        update = build_update(self.spec, self.input, inputs, settings, source)
+        with trusting(self.trust):
+            update = build_update(self.spec, self.input, inputs, settings, source)
         path = _free_path(self.out_dir, f"round-{server_round:03d}-node-{node}")
         save_update(update, path)
         self.written.append(path)

@@ -112,7 +112,7 @@ def _template_from(path: Path, record: dict[str, Any], tensors: dict) -> UpdateF
             update={n: torch.zeros(s) for n, s in shapes.items()},
             params={k[15:]: v for k, v in tensors.items() if k.startswith("template.param.")},
             buffers={k[16:]: v for k, v in tensors.items() if k.startswith("template.buffer.")},
-            model=ModelSpec.from_dict(record["model"]),
+            model=ModelSpec.from_dict(record["model"], origin=str(path)),
             input=InputSpec.from_dict(record["input"]),
             mode=record["mode"],
             batch_size=int(record["batch_size"]),

@@ -22,6 +22,7 @@ from gradinvert.metrics.perceptual import LpipsScorer, resolve_lpips
 from gradinvert.metrics.psnr import MSE_FLOOR, PSNR_CAP_DB, mse, psnr_from_mse
 from gradinvert.metrics.registration import registered_psnr
 from gradinvert.metrics.ssim import WIN_SIZE, ssim
+from gradinvert.models.trust import UntrustedCodeError
 
 
 def _check_images(images: torch.Tensor, what: str) -> None:
@@ -150,6 +151,8 @@ def evaluate_batches(
         try:
             r_feat, p_feat = _model_features(update, device, r, pool_images)
             hits["penultimate"] = identified(r_feat, p_feat, ti)
+        except UntrustedCodeError:
+            raise  # a refusal, not a model that does not fit: the user must decide
         except InvalidInputError as exc:
             notes.append(f"penultimate-feature IIP skipped: {exc.message}")
 

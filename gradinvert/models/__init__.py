@@ -1,4 +1,4 @@
-"""Model registry and specs."""
+"""Model registry and specs, and the trust policy for ``package.module:factory`` paths."""
 
 from gradinvert.models.registry import (
     available_models,
@@ -9,15 +9,19 @@ from gradinvert.models.registry import (
     register,
 )
 from gradinvert.models.spec import NORMALIZATIONS, InputSpec, ModelSpec
+from gradinvert.models.trust import CodeTrust, UntrustedCodeError, trust_code
 
 __all__ = [
     "NORMALIZATIONS",
+    "CodeTrust",
     "InputSpec",
     "ModelSpec",
+    "UntrustedCodeError",
     "available_models",
     "build_model",
     "load_state",
     "model_spec",
     "read_state_dict",
     "register",
+    "trust_code",
 ]

@@ -17,6 +17,7 @@ from gradinvert.errors import GradinvertError, InvalidInputError
 from gradinvert.files import UpdateFile
 from gradinvert.models.registry import build_model, state_problems
 from gradinvert.models.spec import ModelSpec
+from gradinvert.models.trust import UntrustedCodeError
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,8 @@ def meta_model(spec: ModelSpec) -> nn.Module | None:
     try:
         with torch.device("meta"):
             return build_model(spec, init_seed=None)
+    except UntrustedCodeError:
+        raise  # nothing was imported: the refusal is the answer
     except Exception as exc:  # any constructor failure
         if _user_model(spec):
             return None

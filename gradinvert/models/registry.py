@@ -1,4 +1,8 @@
-"""Model registry: small literature models, torchvision classifiers, and user import paths."""
+"""Model registry: small literature models, torchvision classifiers, and user import paths.
+
+A ``package.module:factory`` path is imported only when the run trusts it
+(:mod:`gradinvert.models.trust`): files name architectures, never code to run.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ from gradinvert.errors import InvalidInputError, MissingInputError, UsageError
 from gradinvert.models.fit import tensor_problems
 from gradinvert.models.small import ConvNet, LeNet, cifar_resnet18
 from gradinvert.models.spec import ModelSpec
+from gradinvert.models.trust import require_trusted
 
 ModelFactory = Callable[..., nn.Module]
 _REGISTRY: dict[str, ModelFactory] = {}
@@ -73,11 +78,12 @@ def model_spec(
     return spec
 
 
-def _factory(arch: str) -> ModelFactory:
+def _factory(arch: str, origin: str | None = None) -> ModelFactory:
+    """The constructor ``arch`` names; ``origin`` is the file it comes from, if any."""
     if arch in _REGISTRY:
         return _REGISTRY[arch]
     if ":" in arch:
-        return import_factory(arch)
+        return import_factory(arch, origin=origin)
     import torchvision.models
 
     if arch in torchvision_models():
@@ -94,22 +100,32 @@ def _factory(arch: str) -> ModelFactory:
     )
 
 
-def import_factory(path: str, what: str = "model") -> Callable[..., Any]:
-    """The callable a ``package.module:factory`` path names (``what`` names it in errors)."""
+def import_factory(
+    path: str, what: str = "model", origin: str | None = None, own: str | None = None
+) -> Callable[..., Any]:
+    """The callable a ``package.module:factory`` path names (``what`` names it in errors).
+
+    Refused (:class:`~gradinvert.models.trust.UntrustedCodeError`) before anything is imported
+    unless the run trusts ``path``; ``origin`` is the file that names it and ``own`` the
+    command-line words that would vouch for it (default ``--model PATH``).
+    """
+    require_trusted(path, origin, own or f"--model {path}")
+    error = UsageError if origin is None else InvalidInputError
+    where = f"{what} {path!r}" if origin is None else f"{origin}: {what} {path!r}"
     module_name, _, attr = path.partition(":")
     try:
         module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise UsageError(f"{what} {path!r}: cannot import {module_name!r} ({exc})") from None
+    except (ImportError, ValueError, TypeError) as exc:  # an empty or relative module name
+        raise error(f"{where}: cannot import {module_name!r} ({exc})") from None
     factory = getattr(module, attr, None)
     if not callable(factory):
-        raise UsageError(f"{what} {path!r}: {module_name!r} has no callable {attr!r}")
+        raise error(f"{where}: {module_name!r} has no callable {attr!r}")
     return factory
 
 
 def build_model(spec: ModelSpec, init_seed: int | None = 0) -> nn.Module:
     """Instantiate the model; weights are seeded with ``init_seed`` when it is given."""
-    factory = _factory(spec.arch)
+    factory = _factory(spec.arch, spec.origin)
     with torch.random.fork_rng(devices=[]):
         if init_seed is not None:
             torch.manual_seed(init_seed)

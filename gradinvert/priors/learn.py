@@ -533,9 +533,13 @@ def learn_prior(
     samples: Path | None = None,
     log: Log | None = None,
     on_task: Callable[[MetaLearner, TaskInfo], None] | None = None,
+    generator_weights: str | os.PathLike[str] | None = None,
 ) -> LearnPriorResult:
     """Meta-learn ``generator`` (``dcgan``, a generator file or ``package.module:factory``)
     from the update files ``updates`` (files or globs) alone.
+
+    ``generator_weights``: a state dict or generator file loaded into a named or imported
+    ``generator`` first (see :func:`gradinvert.generators.load_generator`).
 
     ``progress``: a rich progress bar over the tasks on stderr (else ``log`` gets one line per
     task). ``checkpoint``: written after every task and on Ctrl-C; with ``resume`` the run
@@ -551,7 +555,13 @@ def learn_prior(
         raise MissingInputError(f"{checkpoint}: no checkpoint to resume from")
     stream = open_stream(updates)
     shape = tuple(stream.input["shape"])
-    loaded = load_generator(generator, shape, seed=config.seed, device=device)  # type: ignore[arg-type]
+    loaded = load_generator(
+        generator,
+        shape,  # type: ignore[arg-type]
+        weights=generator_weights,
+        seed=config.seed,
+        device=device,
+    )
     start_state = {k: v.detach() for k, v in loaded.module.state_dict().items()}
     count = len(stream.paths)
     if config.tasks > count:
