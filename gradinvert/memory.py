@@ -154,14 +154,14 @@ def generator_parameters(spec: str | None, input_shape: tuple[int, int, int]) ->
         return sum(p.numel() for p in module.parameters())
     path = Path(spec)
     if path.suffix == ".safetensors" and path.is_file():
-        from safetensors import safe_open
+        from gradinvert.errors import GradinvertError
+        from gradinvert.tensorfile import read_header
 
         try:
-            with safe_open(str(path), framework="pt") as f:
-                shapes = [f.get_slice(k).get_shape() for k in f.keys()]  # noqa: SIM118
-        except Exception:  # the loader reports an unreadable file
+            header = read_header(path)
+        except GradinvertError:  # the loader reports an unreadable file
             return 0
-        return sum(int(torch.Size(s).numel()) for s in shapes)
+        return sum(int(torch.Size(shape).numel()) for shape, _ in header.shapes.values())
     return 0
 
 

@@ -87,21 +87,28 @@ def write_checkpoint(path: Path, state: dict[str, Any]) -> None:
         torch.save(state, tmp)
 
 
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """A checkpoint file's dict, read as any untrusted ``.pt`` file (:func:`load_pt`)."""
+    from gradinvert.errors import InvalidInputError
+    from gradinvert.tensorfile import load_pt
+
+    state = load_pt(path, "checkpoint")
+    if not isinstance(state, dict):
+        raise InvalidInputError(f"{path}: not a gradinvert checkpoint")
+    return state
+
+
 def read_checkpoint_file(path: Path, expected_format: str, what: str) -> dict[str, Any]:
-    """A checkpoint dict of ``expected_format`` (``torch.load`` with ``weights_only``).
+    """A checkpoint dict of ``expected_format`` (read by :func:`load_checkpoint`).
 
     ``what`` names the command in errors ("invert", "train-inverter", ...).
     """
     from gradinvert.errors import InvalidInputError, MissingInputError
 
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise MissingInputError(f"{path}: no checkpoint to resume from") from None
-    except Exception as exc:
-        name = type(exc).__name__
-        raise InvalidInputError(f"{path}: not a readable checkpoint ({name})") from None
-    if not isinstance(state, dict) or state.get("format") != expected_format:
+    if not Path(path).exists():
+        raise MissingInputError(f"{path}: no checkpoint to resume from")
+    state = load_checkpoint(path)
+    if state.get("format") != expected_format:
         raise InvalidInputError(f"{path}: not a gradinvert {what} checkpoint")
     return state
 

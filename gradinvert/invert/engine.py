@@ -552,5 +552,5 @@ class Engine(Interruptible):
 
 
 def read_checkpoint(path: Path) -> dict[str, Any]:
-    """A checkpoint written by :meth:`Engine.save` (``torch.load`` with ``weights_only``)."""
+    """A checkpoint written by :meth:`Engine.save` (read as an untrusted ``.pt`` file)."""
     return read_checkpoint_file(path, CHECKPOINT_FORMAT, "invert")

@@ -55,7 +55,7 @@ from gradinvert.invert.engine import Engine, InterruptedRun, fingerprint
 from gradinvert.invert.spaces import LatentSpace, SearchSpace, SharedWeightSpace
 from gradinvert.invert.stages import Stage, plan_stages
 from gradinvert.priors.train import SAMPLE_COUNT, canonical_images, images_hash, render_samples
-from gradinvert.runstate import Interruptible, stderr_progress, to_cpu
+from gradinvert.runstate import Interruptible, load_checkpoint, stderr_progress, to_cpu
 
 CHECKPOINT_FORMAT = "gradinvert-learn-prior-checkpoint/1"
 RECIPE = "GIML (Jeon et al. 2021): latent search, shared-copy fine-tuning, Reptile"
@@ -501,15 +501,7 @@ class MetaLearner(Interruptible):
         """Read a checkpoint written by :meth:`save` and continue from it."""
         if not Path(path).exists():
             raise MissingInputError(f"{path}: no checkpoint to resume from")
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:
-            raise InvalidInputError(
-                f"{path}: not a readable checkpoint ({type(exc).__name__})"
-            ) from None
-        if not isinstance(state, dict):
-            raise InvalidInputError(f"{path}: not a gradinvert learn-prior checkpoint")
-        self.load_state_dict(state, str(path))
+        self.load_state_dict(load_checkpoint(path), str(path))
 
 
 # ---------------------------------------------------------------------- the run
