@@ -18,7 +18,7 @@ import torch
 from safetensors.torch import save as save_bytes
 
 from gradinvert.atomic import atomic_path, write_text_atomic
-from gradinvert.errors import GradinvertError, InvalidInputError, MissingInputError, UsageError
+from gradinvert.errors import GradinvertError, InvalidInputError, UsageError
 from gradinvert.models.spec import InputSpec, ModelSpec
 from gradinvert.schema import UpdateMetadata, validate_update_metadata
 from gradinvert.tensorcheck import as_float32, batch_problems, raise_problems, update_problems
@@ -339,18 +339,9 @@ def parse_labels(value: str) -> list[int]:
     """Labels from a labels file (JSON object or list) or an inline list such as ``3,3,7,1``."""
     path = Path(value)
     if path.suffix.lower() == ".json" or path.exists():
-        if not path.exists():
-            raise MissingInputError(f"{path}: no such labels file")
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise InvalidInputError(f"{path}: not a JSON labels file") from None
-        labels = data.get("labels") if isinstance(data, dict) else data
-        if not isinstance(labels, list) or not all(
-            isinstance(x, int) and not isinstance(x, bool) for x in labels
-        ):
-            raise InvalidInputError(f'{path}: expected {{"labels": [int, ...]}}')
-        return labels
+        from gradinvert.file_schemas import read_json_file, validate_labels
+
+        return validate_labels(str(path), read_json_file(path))
     try:
         return [int(part) for part in value.replace(" ", "").split(",") if part != ""]
     except ValueError:

@@ -7,16 +7,18 @@ from pathlib import Path
 from typing import Any
 
 from gradinvert.errors import InvalidInputError
-from gradinvert.files import file_type, load_batch, load_update, read_safetensors
-
-
-def _tensor_bytes(tensors: dict[str, Any]) -> int:
-    return sum(t.numel() * t.element_size() for t in tensors.values())
+from gradinvert.files import file_type, load_batch, load_update
+from gradinvert.tensorfile import read_header
 
 
 def summarize(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """A JSON-ready summary of an update, batch or generator file."""
-    tensors, metadata = read_safetensors(path)
+    """A JSON-ready summary of an update, batch, generator or inverter file.
+
+    The header (shapes, dtypes, metadata) is read first; update, batch and generator files are
+    then validated with their values, an inverter file is described from its header alone.
+    """
+    header = read_header(path)
+    tensors, metadata = header.meta_tensors(), header.metadata
     kind = file_type(metadata)
     groups: dict[str, int] = {}
     for key in tensors:
@@ -28,7 +30,7 @@ def summarize(path: str | os.PathLike[str]) -> dict[str, Any]:
         "schema": metadata.get("gradinvert.schema"),
         "tensors": len(tensors),
         "tensor_groups": groups,
-        "bytes": _tensor_bytes(tensors),
+        "bytes": header.bytes(),
         "created": metadata.get("created"),
         "torch": metadata.get("torch"),
     }
@@ -77,21 +79,21 @@ def summarize(path: str | os.PathLike[str]) -> dict[str, Any]:
             }
         )
     elif kind == "inverter":
-        from gradinvert.inverter import load_inverter
         from gradinvert.inverter.apply import summary_of
-        from gradinvert.inverter.store import template_record
+        from gradinvert.inverter.store import read_inverter_header
 
-        stored = load_inverter(path)
-        record = template_record(stored.template)
+        head = read_inverter_header(path)  # described from its header: nothing is built
+        info, net = head.meta.inverter, head.inverter
+        settings = {k: v for k, v in info.settings.items() if k != "shapes"}
+        in_file = sum(t.numel() for k, t in tensors.items() if k.startswith("state."))
         summary.update(
             {
-                "inverter": {"arch": stored.inverter.arch, **stored.inverter.settings()},
-                "parameters": sum(p.numel() for p in stored.inverter.parameters()),
-                "template": {k: v for k, v in record.items() if k != "update_shapes"},
-                "training": summary_of(stored.training),
+                "inverter": {"arch": info.arch, **settings},
+                "parameters": in_file if net is None else sum(p.numel() for p in net.parameters()),
+                "template": head.meta.template.model_dump(mode="json"),
+                "training": summary_of(dict(head.meta.training)),
             }
         )
-        summary["inverter"].pop("shapes", None)
     elif kind is None:
         raise InvalidInputError(
             f"{Path(path)}: not a gradinvert file (no 'gradinvert.file' metadata)"

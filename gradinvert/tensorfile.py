@@ -7,12 +7,14 @@ safetensors itself checks that every tensor's shape × dtype is exactly its byte
 
 ``.pt`` files (``torch.save``'s zip format): the zip directory is checked first (stored entries
 only, a bounded pickle, a bounded number of storages), then ``torch.load(weights_only=True,
-mmap=True)`` maps the storages without reading them, and every tensor is checked against its
-storage: a view declaring more elements than its storage's bytes hold, a view whose elements
-overlap each other (a stride-0 "stretched" view), or two tensors over overlapping byte ranges
-are refused (``InvalidInputError``, exit 65). An exact alias — same bytes, shape, strides and
-dtype, as ``torch.save`` writes tied weights — is accepted: it is compared by name and shape
-with the model like any other entry, so it cannot add memory beyond what the model holds.
+mmap=True)`` maps the storages without reading them (a legacy file of torch < 1.6, such as
+torchvision's older weights, cannot be mapped: its storages are read, each at most the bytes the
+file holds), and every tensor is checked against its storage: a view declaring more elements
+than its storage's bytes hold, a view whose elements overlap each other (a stride-0 "stretched"
+view), or two tensors over overlapping byte ranges are refused (``InvalidInputError``, exit
+65). An exact alias — same bytes, shape, strides and dtype, as ``torch.save`` writes tied
+weights — is accepted: it is compared by name and shape with the model like any other entry,
+so it cannot add memory beyond what the model holds.
 
 Caps (generous for real models: a ResNet-152 update file holds about 1 700 tensors and a
 header of about 0.2 MB; an ImageNet classifier's ``.pt`` state dict a pickle of under 1 MB):
@@ -170,10 +172,7 @@ def _check_zip(path: Path) -> None:
         with zipfile.ZipFile(path) as archive:
             entries = archive.infolist()
     except (zipfile.BadZipFile, OSError, ValueError) as exc:
-        raise InvalidInputError(
-            f"{path}: not a torch.save zip file ({type(exc).__name__}); gradinvert reads "
-            ".pt files written by torch.save since torch 1.6, or safetensors"
-        ) from None
+        raise InvalidInputError(f"{path}: not a readable zip file ({type(exc).__name__})") from None
     compressed = [e.filename for e in entries if e.compress_type != zipfile.ZIP_STORED]
     if compressed:
         raise InvalidInputError(
@@ -267,9 +266,11 @@ def load_pt(path: str | os.PathLike[str], what: str = "file") -> Any:
     """A ``.pt`` file's object, its tensors mapped from the file and checked against their
     storage before any value is read (see the module docstring)."""
     path = existing_file(path, what)
-    _check_zip(path)
-    try:
-        loaded = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    zipped = zipfile.is_zipfile(path)
+    if zipped:
+        _check_zip(path)
+    try:  # a legacy (torch < 1.6) file cannot be mapped: its storages are read from the file
+        loaded = torch.load(path, map_location="cpu", weights_only=True, mmap=zipped)
     except Exception as exc:  # a pickle weights_only refuses, a corrupt record, ...
         raise InvalidInputError(
             f"{path}: cannot read it as a torch.save file ({type(exc).__name__})"

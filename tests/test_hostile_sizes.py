@@ -115,9 +115,7 @@ def test_exact_aliases_load_as_one_tensor_and_gaps_are_fine(tmp_path: Path):
     assert torch.equal(state["c"], strided)
 
 
-def test_pt_files_that_are_not_plain_torch_save_zips_are_refused(tmp_path: Path):
-    legacy = tmp_path / "legacy.pt"
-    torch.save({"a": torch.ones(2)}, legacy, _use_new_zipfile_serialization=False)
+def test_pt_files_that_are_not_plain_torch_save_files_are_refused(tmp_path: Path):
     garbage = tmp_path / "garbage.pt"
     garbage.write_bytes(b"\x80\x02}q\x00." * 10)
     good = _pt(tmp_path, "good.pt", {"a": torch.ones(2)})
@@ -126,13 +124,24 @@ def test_pt_files_that_are_not_plain_torch_save_zips_are_refused(tmp_path: Path)
         for info in src.infolist():
             dst.writestr(info.filename, src.read(info.filename))
     for path, message in [
-        (legacy, "not a torch.save zip file"),
-        (garbage, "not a torch.save zip file"),
+        (garbage, "cannot read it as a torch.save file"),
         (deflated, "compressed entries"),
     ]:
         with pytest.raises(InvalidInputError, match=message):
             load_pt(path)
     assert torch.equal(load_pt(good)["a"], torch.ones(2))
+
+
+def test_legacy_pt_files_are_read_and_checked_the_same_way(tmp_path: Path):
+    # torch < 1.6's format (torchvision's older weights): not mapped, but the same checks
+    legacy = tmp_path / "legacy.pt"
+    torch.save({"a": torch.ones(2)}, legacy, _use_new_zipfile_serialization=False)
+    assert torch.equal(load_pt(legacy)["a"], torch.ones(2))
+    stretched = tmp_path / "stretched.pt"
+    value = {"a": torch.zeros(1).expand(10**6)}
+    torch.save(value, stretched, _use_new_zipfile_serialization=False)
+    with pytest.raises(InvalidInputError, match="a: declares 1000000 elements"):
+        load_pt(stretched)
 
 
 def test_a_pickled_callable_never_runs(tmp_path: Path):

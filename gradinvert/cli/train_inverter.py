@@ -12,8 +12,10 @@ from gradinvert.cli.capture import _load_inputs
 from gradinvert.cli.common import DeviceOption, console, handle_errors
 from gradinvert.device import resolve_device
 from gradinvert.errors import UsageError
-from gradinvert.files import load_update
+from gradinvert.files import load_update, read_update_shapes
 from gradinvert.inverter import TrainInverterConfig, save_inverter, train_inverter
+from gradinvert.inverter.footprint import estimate_train_inverter
+from gradinvert.resources import MaxMemoryOption, check_memory
 
 HELP = "\n\n".join(
     [
@@ -38,7 +40,7 @@ HELP = "\n\n".join(
         "step); --resume continues to exactly the weights of an uninterrupted run.",
         "Exit codes: 2 usage (e.g. fewer images than two batches), 65 invalid input (a template "
         "that is not an update file, a model GIT cannot mirror is 2), 66 missing input, "
-        "69 unavailable device, 130 interrupted.",
+        "69 unavailable device or more memory needed than --max-memory, 130 interrupted.",
     ]
 )
 
@@ -95,6 +97,7 @@ def train_inverter_command(
         bool, typer.Option("--no-progress", help="No progress bars on stderr.")
     ] = False,
     device: DeviceOption = "auto",
+    max_memory: MaxMemoryOption = None,
 ) -> None:
     config = TrainInverterConfig(
         arch=arch,
@@ -115,8 +118,11 @@ def train_inverter_command(
     if resume and checkpoint is None:
         raise UsageError("--resume needs --checkpoint PATH")
     torch_device = resolve_device(device)
-    template = load_update(template_path)
+    shapes = read_update_shapes(template_path)
     pixels, label_list, _ = _load_inputs(images, size, labels)
+    estimate = estimate_train_inverter(shapes, config, pixels.shape[0])
+    check_memory(estimate, max_memory, torch_device)
+    template = load_update(template_path)
     label_tensor = None if label_list is None else torch.tensor(label_list, dtype=torch.long)
     if label_tensor is None:
         console.print(
