@@ -32,10 +32,12 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
+import torch
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    InstanceOf,
     Json,
     JsonValue,
     TypeAdapter,
@@ -249,3 +251,88 @@ def validate_label_map(source: str, data: Any) -> dict[str, int]:
         return dict(LABEL_MAP.validate_python(data))
     except ValidationError as exc:
         raise _invalid(source, 'labels map (expected {"file name": label, ...})', exc) from None
+
+
+# ---------------------------------------------------------------- checkpoints
+# A checkpoint is a .pt file (read by tensorfile.load_pt: sizes checked against stored bytes);
+# its schema fixes every field's type, and its tensors' shapes are then compared with the run's
+# own state (runstate.check_tensors_fit, check_optimizer_state) before any value is loaded.
+
+Tensor = InstanceOf[torch.Tensor]
+Count = Annotated[int, Field(ge=0, lt=2**62)]
+Finite = Annotated[float, Field(allow_inf_nan=False)]
+Maybe = Annotated[float, Field(allow_inf_nan=True)]  # e.g. a best loss that starts at inf
+TensorMap = dict[str, Tensor]
+
+
+class _Checkpoint(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid", arbitrary_types_allowed=True)
+
+    format: str
+    run_id: Annotated[str, Field(max_length=200)]
+
+
+class InvertCheckpoint(_Checkpoint):
+    stage: Annotated[str, Field(max_length=100)]
+    iteration: Count
+    params: TensorMap
+    fixed: TensorMap
+    label_logits: Tensor | None
+    targets: Tensor | None
+    optimizer: dict[str, Any]
+    cpu_rng: Tensor
+    device_rng: Tensor
+    torch_rng: Tensor
+    cuda_rng: Tensor | None = None
+    resets: list[Count]
+    history: Json[list[JsonValue]]
+
+
+class TrainPriorCheckpoint(_Checkpoint):
+    epoch: Count
+    epoch_step: Count
+    step: Count
+    perm: Tensor | None
+    sums: list[Finite]
+    history: list[Annotated[list[Finite], Field(min_length=2, max_length=2)]]
+    seconds: Finite
+    generator: TensorMap
+    discriminator: TensorMap
+    opt_g: dict[str, Any]
+    opt_d: dict[str, Any]
+    data_rng: Tensor
+    noise_rng: Tensor
+
+
+class LearnPriorCheckpoint(_Checkpoint):
+    done: Count
+    order: list[Count]
+    generator: TensorMap
+    meta_optimizer: dict[str, Any]
+    torch_rng: Tensor
+    history: Json[list[JsonValue]]
+    seconds: Finite
+
+
+class TrainInverterCheckpoint(_Checkpoint):
+    epoch: Count
+    step: Count
+    order: Tensor
+    losses: list[Maybe]
+    inverter: TensorMap
+    optimizer: dict[str, Any]
+    best_state: TensorMap
+    best_val: Maybe
+    best_epoch: Annotated[int, Field(ge=-1)]
+    history: list[dict[str, Maybe]]
+    rng: Tensor
+
+
+def validate_checkpoint(
+    schema: type[_Checkpoint], source: str, state: dict[str, Any], expected_format: str, what: str
+) -> None:
+    """Refuse (exit 65) a checkpoint of another kind, or one whose fields do not fit ``schema``
+    (every problem at once); ``what`` names the command ("invert", "train-prior", ...)."""
+    if state.get("format") != expected_format:
+        raise InvalidInputError(f"{source}: not a gradinvert {what} checkpoint")
+    _validated(schema, source, f"{what} checkpoint", state)

@@ -122,3 +122,52 @@ def check_same_run(state: dict[str, Any], run_id: str, source: str, inputs: str)
             f"{source}: the checkpoint belongs to another run (different {inputs}); start "
             "afresh without --resume or use another --checkpoint path"
         )
+
+
+# Adam's and SGD's per-parameter state: each has the shape of its parameter (LBFGS keeps flat
+# vectors and is checked by its own load).
+_PER_PARAMETER = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq", "momentum_buffer")
+
+
+def check_tensors_fit(
+    source: str, saved: dict[str, torch.Tensor], live: dict[str, torch.Tensor], what: str
+) -> None:
+    """Refuse (exit 65) saved tensors whose names, shapes or dtypes differ from the run's own,
+    before any value is copied (a copy would broadcast or fail half-way)."""
+    from gradinvert.errors import InvalidInputError
+    from gradinvert.models.fit import tensor_problems
+
+    problems = tensor_problems(live, saved, check_finite=False)
+    if problems:
+        raise InvalidInputError(f"{source}: {what} do not fit this run: " + "; ".join(problems))
+
+
+def check_optimizer_state(source: str, optimizer: torch.optim.Optimizer, saved: Any) -> None:
+    """Refuse (exit 65) a saved optimizer state whose per-parameter tensors do not have their
+    parameters' shapes (``load_state_dict`` checks only the group sizes)."""
+    from gradinvert.errors import InvalidInputError
+
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    state = saved.get("state") if isinstance(saved, dict) else None
+    if not isinstance(state, dict):
+        raise InvalidInputError(f"{source}: damaged checkpoint (no optimizer state)")
+    for index, entry in state.items():
+        known = isinstance(index, int) and 0 <= index < len(params)
+        if not known or not isinstance(entry, dict):
+            raise InvalidInputError(f"{source}: damaged checkpoint (optimizer state {index!r})")
+        for key in _PER_PARAMETER:
+            value = entry.get(key)
+            if isinstance(value, torch.Tensor) and value.shape != params[index].shape:
+                raise InvalidInputError(
+                    f"{source}: damaged checkpoint (optimizer {key} of parameter {index} has "
+                    f"shape {tuple(value.shape)}, the parameter {tuple(params[index].shape)})"
+                )
+
+
+def is_permutation(value: Any, count: int) -> bool:
+    """True when ``value`` is an integer tensor holding each of 0 … count − 1 once."""
+    if not isinstance(value, torch.Tensor) or tuple(value.shape) != (count,):
+        return False
+    if value.is_floating_point() or value.is_complex() or value.dtype == torch.bool:
+        return False
+    return bool(torch.equal(value.sort().values, torch.arange(count, dtype=value.dtype)))

@@ -347,3 +347,67 @@ def test_stretched_pt_views_are_refused_everywhere_a_pt_is_read(tmp_path: Path):
         assert check_outcome(result, f"import {name}", out) == 65
         assert "stretched view" in result.stderr or "overlaps the bytes" in result.stderr, name
     assert len(cases) > 15
+
+
+# ---------------------------------------------------------------- checkpoints
+
+
+@pytest.fixture
+def invert_checkpoint(tmp_path: Path) -> tuple[list, Path, dict]:
+    """The CLI arguments of a finished 2-iteration invert run with --checkpoint, and its state."""
+    update, _, _ = make_update(count=2, labels=[1, 3])
+    save_update(update, tmp_path / "u.safetensors")
+    ckpt = tmp_path / "run.ckpt"
+    args = ["invert", tmp_path / "u.safetensors", "--attack", "ig", "--iterations", 2,
+            "--seeds", 2, "--labels", "1,3", "--no-progress", "--checkpoint", ckpt,
+            "--checkpoint-every", 1]  # fmt: skip
+    assert check_outcome(run(*args, "--out", tmp_path / "first.safetensors"), "first run") == 0
+    return args, ckpt, torch.load(ckpt, weights_only=True)
+
+
+def _spoiled_checkpoints(state: dict) -> Iterator[tuple[str, dict, str]]:
+    """Copies of an invert checkpoint's state, each spoiled one way, with the expected message."""
+    name, value = next(iter(state["params"].items()))
+    yield "param shape", {**state, "params": {name: value[:1]}}, "parameters do not fit this run"
+    yield "param dtype", {**state, "params": {name: value.double()}}, "of wrong dtype"
+    yield "iteration type", {**state, "iteration": "4"}, "iteration: Input should be"
+    yield "negative iteration", {**state, "iteration": -1}, "iteration: Input should be"
+    yield "history", {**state, "history": "{not json"}, "history: Invalid JSON"
+    yield "extra key", {**state, "payload": 1}, "payload: Extra inputs"
+    yield "format", {**state, "format": "other"}, "not a gradinvert invert checkpoint"
+    optimizer = state["optimizer"]
+    moments = {k: {**v, "exp_avg": v["exp_avg"].flatten()} for k, v in optimizer["state"].items()}
+    spoiled = {**state, "optimizer": {**optimizer, "state": moments}}
+    yield "adam moments", spoiled, "optimizer exp_avg of parameter 0 has shape"
+    stretched = {**state, "params": {name: torch.zeros(1).expand(value.shape)}}
+    yield "stretched", stretched, "stretched view"
+
+
+def test_hostile_checkpoints_are_refused_before_anything_is_loaded(
+    invert_checkpoint: tuple[list, Path, dict], tmp_path: Path
+):
+    args, ckpt, state = invert_checkpoint
+    assert state["optimizer"]["state"], "Adam's moments are in the checkpoint"
+    for case, spoiled, message in _spoiled_checkpoints(state):
+        bad = tmp_path / "bad.ckpt"
+        torch.save(spoiled, bad)
+        out = tmp_path / "out.safetensors"
+        changed = [bad if a == ckpt else a for a in args]
+        result = run(*changed, "--resume", "--out", out)
+        assert check_outcome(result, case, out) == 65, case
+        assert message in result.stderr, (case, result.stderr)
+
+
+def test_train_prior_checkpoints_need_a_permutation_of_the_images(tmp_path: Path):
+    args = ["train-prior", "--images", "samples/images32", "--size", 32, "--epochs", 1,
+            "--batch-size", 16, "--no-progress", "--checkpoint", tmp_path / "p.ckpt",
+            "--out", tmp_path / "g.safetensors"]  # fmt: skip
+    assert check_outcome(run(*args), "train-prior") == 0
+    state = torch.load(tmp_path / "p.ckpt", weights_only=True)
+    count = len(list(Path("samples/images32").glob("*.png")))
+    for case, perm in [("repeats", torch.zeros(count, dtype=torch.long)),
+                       ("too short", torch.arange(count - 1)),
+                       ("floats", torch.arange(count).float())]:  # fmt: skip
+        torch.save({**state, "perm": perm, "epoch": 0, "epoch_step": 1}, tmp_path / "p.ckpt")
+        result = run(*args, "--resume")
+        assert check_outcome(result, case) == 65 and "image order does not fit" in result.stderr
