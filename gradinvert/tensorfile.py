@@ -46,8 +46,10 @@ MAX_DIMS = 8  # dimensions of one tensor
 # that convert them; meta tensors use the file's own dtype).
 DTYPES: dict[str, torch.dtype] = {
     "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+    "F8_E4M3": torch.float8_e4m3fn, "F8_E5M2": torch.float8_e5m2, "C64": torch.complex64,
     "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8,
-    "U8": torch.uint8, "BOOL": torch.bool,
+    "U64": torch.uint64, "U32": torch.uint32, "U16": torch.uint16, "U8": torch.uint8,
+    "BOOL": torch.bool,
 }  # fmt: skip
 
 Shape = tuple[int, ...]
@@ -86,7 +88,7 @@ class Header:
         """Tensors of the declared shapes and dtypes on the meta device (no storage)."""
         chosen = self.shapes if names is None else {n: self.shapes[n] for n in names}
         return {
-            name: torch.empty(shape, dtype=DTYPES.get(dtype, torch.uint8), device="meta")
+            name: torch.empty(shape, dtype=DTYPES[dtype], device="meta")
             for name, (shape, dtype) in chosen.items()
         }
 
@@ -150,6 +152,9 @@ def read_header(path: str | os.PathLike[str]) -> Header:
     deep = [n for n, (shape, _) in shapes.items() if len(shape) > MAX_DIMS]
     if deep:
         raise InvalidInputError(f"{path}: tensor {deep[0]!r} has more than {MAX_DIMS} dimensions")
+    odd = [(n, dtype) for n, (_, dtype) in shapes.items() if dtype not in DTYPES]
+    if odd:
+        raise InvalidInputError(f"{path}: tensor {odd[0][0]!r} has dtype {odd[0][1]}, unknown here")
     return Header(path, metadata, shapes)
 
 

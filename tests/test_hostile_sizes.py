@@ -240,6 +240,17 @@ def test_a_header_length_past_the_cap_is_refused_before_parsing(tmp_path: Path):
     save_file({"a": torch.zeros([1] * 9)}, str(deep))
     with pytest.raises(InvalidInputError, match="more than 8 dimensions"):
         read_header(deep)
+    odd = tmp_path / "odd.safetensors"
+    entries = {"a": {"dtype": "F4", "shape": [2], "data_offsets": [0, 1]}}
+    odd.write_bytes(_raw_safetensors(entries, {}, b"\x00"))
+    with pytest.raises(InvalidInputError, match="dtype F4"):
+        read_header(odd)
+    wide = tmp_path / "wide.safetensors"
+    save_file(
+        {"a": torch.zeros(3, dtype=torch.uint32), "b": torch.zeros(2, dtype=torch.complex64)},
+        str(wide),
+    )
+    assert read_header(wide).bytes() == 3 * 4 + 2 * 8
 
 
 @pytest.mark.parametrize("arch", ["resnet152", "vit_l_16", "efficientnet_b7"])
