@@ -9,10 +9,11 @@ from pathlib import Path
 import torch
 
 from gradinvert.errors import InvalidInputError, UsageError
-from gradinvert.files import BatchFile, file_type, is_gradinvert_file, load_batch, read_safetensors
+from gradinvert.files import BatchFile, file_type, is_gradinvert_file, load_batch
 from gradinvert.images import expand_image_paths, load_images
 from gradinvert.labelmaps import labels_for_images
 from gradinvert.tensorcheck import batch_problems, raise_problems
+from gradinvert.tensorfile import read_header, read_metadata, read_tensors
 
 Loaded = tuple[BatchFile, str | None]  # the batch and a one-line note on how it was read
 
@@ -43,16 +44,18 @@ def _pixel_problems(images: torch.Tensor) -> list[str]:
 def load_plain_batch(path: str | os.PathLike[str]) -> Loaded:
     """A safetensors file holding just ``images`` (N×C×H×W float in [0, 1]) and ``labels``
     (N integers), without gradinvert metadata."""
-    tensors, _ = read_safetensors(path)
-    images, labels = tensors.get("images"), tensors.get("labels")
-    if images is None or labels is None:
-        found = ", ".join(sorted(tensors)[:5]) or "none"
+    header = read_header(path)
+    if not {"images", "labels"} <= set(header.shapes):
+        found = ", ".join(sorted(header.shapes)[:5]) or "none"
         raise InvalidInputError(
             f"{path}: not a gradinvert file, and not plain tensors either: a batch needs "
             f"'images' (N×C×H×W in [0, 1]) and 'labels' (N integers); found {found}"
         )
+    raise_problems(str(path), batch_problems(*header.meta_tensors(["images", "labels"]).values()))
+    tensors = read_tensors(header, ["images", "labels"])
+    images, labels = tensors["images"], tensors["labels"]
     raise_problems(str(path), batch_problems(images, labels) + _pixel_problems(images))
-    extra = sorted(set(tensors) - {"images", "labels"})
+    extra = sorted(set(header.shapes) - {"images", "labels"})
     note = (
         f"{path} has no gradinvert metadata: read as plain tensors, "
         f"{images.shape[0]} images {tuple(images.shape[1:])} with labels"
@@ -64,8 +67,7 @@ def load_plain_batch(path: str | os.PathLike[str]) -> Loaded:
 
 def load_any_batch(path: str | os.PathLike[str]) -> Loaded:
     """A gradinvert batch file, or a plain ``images``/``labels`` file (with a note)."""
-    _, metadata = read_safetensors(path)
-    if file_type(metadata) is None:
+    if file_type(read_metadata(path)) is None:
         return load_plain_batch(path)
     return load_batch(path), None
 

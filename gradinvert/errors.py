@@ -51,3 +51,10 @@ class UnavailableError(GradinvertError):
     """A needed resource (e.g. LPIPS backbone weights, a CUDA device) is unavailable."""
 
     exit_code = ExitCode.UNAVAILABLE
+
+
+def one_line(text: str, limit: int = 160) -> str:
+    """``text`` (e.g. a library's exception message) on one line of at most ``limit``
+    characters, for an error message that must stay one stderr line."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."

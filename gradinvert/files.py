@@ -15,21 +15,19 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from safetensors import safe_open
 from safetensors.torch import save as save_bytes
 
 from gradinvert.atomic import atomic_path, write_text_atomic
-from gradinvert.errors import InvalidInputError, MissingInputError, UsageError
+from gradinvert.errors import GradinvertError, InvalidInputError, UsageError
 from gradinvert.models.spec import InputSpec, ModelSpec
 from gradinvert.schema import UpdateMetadata, validate_update_metadata
 from gradinvert.tensorcheck import as_float32, batch_problems, raise_problems, update_problems
+from gradinvert.tensorfile import Header, read_header, read_metadata, read_tensors
 
 SCHEMA_VERSION = "1"
 UpdateKind = Literal["gradient", "delta"]
 UPDATE_PREFIX: dict[str, str] = {"gradient": "grad.", "delta": "delta."}
 Tensors = dict[str, torch.Tensor]
-_INTEGER_DTYPES = {"I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8,
-                   "U8": torch.uint8, "BOOL": torch.bool}  # fmt: skip
 
 
 @dataclass
@@ -81,29 +79,13 @@ class BatchFile:
 # ---------------------------------------------------------------- reading helpers
 
 
-def _check_exists(path: str | os.PathLike[str]) -> Path:
-    path = Path(path)
-    if not path.exists():
-        raise MissingInputError(f"{path}: no such file")
-    if path.is_dir():
-        raise InvalidInputError(f"{path}: is a folder, expected a safetensors file")
-    return path
-
-
 def read_safetensors(
     path: str | os.PathLike[str],
 ) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """Read all tensors and the metadata of a safetensors file, with clear errors."""
-    path = _check_exists(path)
-    try:
-        with safe_open(str(path), framework="pt", device="cpu") as f:
-            metadata = dict(f.metadata() or {})
-            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open API)
-    except Exception as exc:  # safetensors raises several types for corrupt input
-        raise InvalidInputError(
-            f"{path}: not a readable safetensors file ({type(exc).__name__}: {exc})"
-        ) from None
-    return tensors, metadata
+    """All tensors and the metadata of a safetensors file, its header checked first
+    (:func:`gradinvert.tensorfile.read_header`), with clear errors."""
+    header = read_header(path)
+    return read_tensors(header), header.metadata
 
 
 def file_type(metadata: dict[str, str]) -> str | None:
@@ -211,43 +193,43 @@ def save_update(update: UpdateFile, path: str | os.PathLike[str]) -> None:
 
 
 def load_update(path: str | os.PathLike[str]) -> UpdateFile:
-    """Read and validate an update file: its metadata against the schema, then its tensors.
+    """Read and validate an update file: its metadata against the schema, its tensors' names,
+    dtypes and shapes from the header, and only then their values.
 
     Every problem of a part is reported at once (``InvalidInputError``, exit 65); floating
     tensors come back as float32.
     """
-    tensors, metadata = read_safetensors(path)
-    path = Path(path)
-    _require_schema(path, metadata, "update")
-    meta = validate_update_metadata(str(path), metadata)
+    header, meta = _update_header(path)
     prefix = UPDATE_PREFIX[meta.kind]
-    update, params, buffers, bn_parts = _update_parts(path, prefix, tensors)
-    raise_problems(str(path), update_problems(prefix, update, params, buffers, bn_parts))
+    for tensors in (header.meta_tensors(), None):  # shapes first, then values
+        if tensors is None:
+            tensors = read_tensors(header)
+        update, params, buffers, bn_parts = _update_parts(header.path, prefix, tensors)
+        problems = update_problems(prefix, update, params, buffers, bn_parts)
+        raise_problems(str(header.path), problems)
     update, params, buffers = as_float32(update), as_float32(params), as_float32(buffers)
     bn_stats = {m: (p["mean"].float(), p["var"].float()) for m, p in bn_parts.items()}
     return _update_file(meta, update, params, buffers, bn_stats, str(path))
 
 
+def _update_header(path: str | os.PathLike[str]) -> tuple[Header, UpdateMetadata]:
+    header = read_header(path)
+    _require_schema(header.path, header.metadata, "update")
+    return header, validate_update_metadata(str(header.path), header.metadata)
+
+
 def read_update_shapes(path: str | os.PathLike[str]) -> UpdateFile:
     """An update file's validated metadata with its tensors as shapes only (meta device).
 
-    Reads the header alone, not the tensor data: for estimates over many files.
+    Reads the header alone, not the tensor data: for estimates before anything is read.
     """
-    path = _check_exists(path)
-    try:
-        with safe_open(str(path), framework="pt", device="cpu") as f:
-            metadata = dict(f.metadata() or {})
-            slices = {k: f.get_slice(k) for k in f.keys()}  # noqa: SIM118
-            shapes = {k: (v.get_shape(), v.get_dtype()) for k, v in slices.items()}
-    except Exception as exc:
-        raise InvalidInputError(f"{path}: not a readable safetensors file ({exc})") from None
-    _require_schema(path, metadata, "update")
-    meta = validate_update_metadata(str(path), metadata)
+    header, meta = _update_header(path)
     tensors = {  # floating tensors as load_update returns them: float32
-        k: torch.empty(shape, dtype=_INTEGER_DTYPES.get(dtype, torch.float32), device="meta")
-        for k, (shape, dtype) in shapes.items()
+        k: v.float() if v.is_floating_point() else v for k, v in header.meta_tensors().items()
     }
-    update, params, buffers, bn_parts = _update_parts(path, UPDATE_PREFIX[meta.kind], tensors)
+    update, params, buffers, bn_parts = _update_parts(
+        header.path, UPDATE_PREFIX[meta.kind], tensors
+    )
     bn_stats = {m: (p["mean"], p["var"]) for m, p in bn_parts.items() if set(p) == {"mean", "var"}}
     return _update_file(meta, update, params, buffers, bn_stats, str(path))
 
@@ -326,16 +308,20 @@ def save_batch(batch: BatchFile, path: str | os.PathLike[str], deterministic: bo
 
 
 def load_batch(path: str | os.PathLike[str]) -> BatchFile:
-    """Read and validate a batch file; metadata values that are JSON are decoded."""
-    tensors, metadata = read_safetensors(path)
-    path = Path(path)
-    _require_schema(path, metadata, "batch")
-    images, labels = tensors.get("images"), tensors.get("labels")
-    if images is None or labels is None:
+    """Read and validate a batch file (shapes from the header first, then the values);
+    metadata values that are JSON are decoded."""
+    header = read_header(path)
+    path = header.path
+    _require_schema(path, header.metadata, "batch")
+    if not {"images", "labels"} <= set(header.shapes):
         raise InvalidInputError(f"{path}: a batch file needs 'images' and 'labels' tensors")
-    raise_problems(str(path), batch_problems(images, labels))
+    for tensors in (header.meta_tensors(["images", "labels"]), None):  # shapes, then values
+        if tensors is None:
+            tensors = read_tensors(header, ["images", "labels"])
+        images, labels = tensors["images"], tensors["labels"]
+        raise_problems(str(path), batch_problems(images, labels))
     decoded: dict[str, Any] = {}
-    for key, value in metadata.items():
+    for key, value in header.metadata.items():
         try:
             decoded[key] = json.loads(value)
         except (ValueError, TypeError, RecursionError):
@@ -346,9 +332,8 @@ def load_batch(path: str | os.PathLike[str]) -> BatchFile:
 def is_gradinvert_file(path: str | os.PathLike[str], kind: str) -> bool:
     """True when ``path`` is a safetensors file that says it is a gradinvert ``kind`` file."""
     try:
-        with safe_open(str(path), framework="pt", device="cpu") as f:
-            return (f.metadata() or {}).get("gradinvert.file") == kind
-    except Exception:
+        return read_metadata(path).get("gradinvert.file") == kind
+    except GradinvertError:
         return False
 
 
@@ -359,18 +344,9 @@ def parse_labels(value: str) -> list[int]:
     """Labels from a labels file (JSON object or list) or an inline list such as ``3,3,7,1``."""
     path = Path(value)
     if path.suffix.lower() == ".json" or path.exists():
-        if not path.exists():
-            raise MissingInputError(f"{path}: no such labels file")
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise InvalidInputError(f"{path}: not a JSON labels file") from None
-        labels = data.get("labels") if isinstance(data, dict) else data
-        if not isinstance(labels, list) or not all(
-            isinstance(x, int) and not isinstance(x, bool) for x in labels
-        ):
-            raise InvalidInputError(f'{path}: expected {{"labels": [int, ...]}}')
-        return labels
+        from gradinvert.file_schemas import read_json_file, validate_labels
+
+        return validate_labels(str(path), read_json_file(path))
     try:
         return [int(part) for part in value.replace(" ", "").split(",") if part != ""]
     except ValueError:

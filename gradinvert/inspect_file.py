@@ -7,11 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from gradinvert.errors import InvalidInputError
-from gradinvert.files import _json_field, file_type, load_batch, load_update, read_safetensors
-
-
-def _tensor_bytes(tensors: dict[str, Any]) -> int:
-    return sum(t.numel() * t.element_size() for t in tensors.values())
+from gradinvert.files import _json_field, file_type, load_batch, load_update
+from gradinvert.tensorfile import read_header
 
 
 def _factory_named(record: object, key: str) -> str | None:
@@ -56,8 +53,11 @@ def summarize(path: str | os.PathLike[str]) -> dict[str, Any]:
 
     Nothing a file names is imported: a model or generator given as ``package.module:factory``
     is reported under ``names_code``, and such an inverter is described without being built.
+    The header (shapes, dtypes, metadata) is read first; update, batch and generator files are
+    then validated with their values, an inverter file is described from its header alone.
     """
-    tensors, metadata = read_safetensors(path)
+    header = read_header(path)
+    tensors, metadata = header.meta_tensors(), header.metadata
     kind = file_type(metadata)
     groups: dict[str, int] = {}
     for key in tensors:
@@ -69,7 +69,7 @@ def summarize(path: str | os.PathLike[str]) -> dict[str, Any]:
         "schema": metadata.get("gradinvert.schema"),
         "tensors": len(tensors),
         "tensor_groups": groups,
-        "bytes": _tensor_bytes(tensors),
+        "bytes": header.bytes(),
         "created": metadata.get("created"),
         "torch": metadata.get("torch"),
     }
@@ -122,23 +122,21 @@ def summarize(path: str | os.PathLike[str]) -> dict[str, Any]:
     elif kind == "inverter" and (code := _inverter_model_code(Path(path), metadata)):
         summary.update(_inverter_naming_code(Path(path), metadata, tensors), names_code=code)
     elif kind == "inverter":
-        from gradinvert.inverter import load_inverter
         from gradinvert.inverter.apply import summary_of
-        from gradinvert.inverter.store import template_record
+        from gradinvert.inverter.store import read_inverter_header
 
-        stored = load_inverter(path)
-        record = template_record(stored.template)
+        head = read_inverter_header(path)  # described from its header: nothing is built
+        info, net = head.meta.inverter, head.inverter
+        settings = {k: v for k, v in info.settings.items() if k != "shapes"}
+        in_file = sum(t.numel() for k, t in tensors.items() if k.startswith("state."))
         summary.update(
             {
-                "inverter": {"arch": stored.inverter.arch, **stored.inverter.settings()},
-                "parameters": sum(p.numel() for p in stored.inverter.parameters()),
-                "template": {
-                    k: v for k, v in record.items() if k != "update_shapes"
-                },  # a dict: see above
-                "training": summary_of(stored.training),
+                "inverter": {"arch": info.arch, **settings},
+                "parameters": in_file if net is None else sum(p.numel() for p in net.parameters()),
+                "template": head.meta.template.model_dump(mode="json"),
+                "training": summary_of(dict(head.meta.training)),
             }
         )
-        summary["inverter"].pop("shapes", None)
     elif kind is None:
         raise InvalidInputError(
             f"{Path(path)}: not a gradinvert file (no 'gradinvert.file' metadata)"

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from gradinvert.errors import InvalidInputError, MissingInputError
+from gradinvert.errors import InvalidInputError
+from gradinvert.file_schemas import read_json_file, validate_label_map
 from gradinvert.files import parse_labels
 
 LABELS_MAP_NAME = "labels.json"
@@ -16,17 +16,10 @@ LABELS_MAP_NAME = "labels.json"
 def read_labels_map(path: Path) -> dict[str, int] | None:
     """A labels file mapping file names to labels ({"0000.png": 0, ...}), or None when the file
     is a labels list (``{"labels": [...]}`` or ``[...]``) instead."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise MissingInputError(f"{path}: no such labels file") from None
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise InvalidInputError(f"{path}: not a JSON labels file") from None
+    data = read_json_file(path)
     if not isinstance(data, dict) or "labels" in data:
         return None
-    if not data or not all(isinstance(v, int) and not isinstance(v, bool) for v in data.values()):
-        raise InvalidInputError(f'{path}: expected {{"file name": label, ...}} with int labels')
-    return {str(k): int(v) for k, v in data.items()}
+    return validate_label_map(str(path), data)
 
 
 def _is_labels_map(value: str) -> bool:

@@ -15,6 +15,9 @@ on convnet, LeNet and ResNet-18 at 32 and 64 px, eval and train mode) and round 
     train-prior = 4·(N·D·2 + (P_G + P_D)·4 + b·(A_G + 2·A_D))  (N images, batch b; weights,
               gradients and two Adam moments; a real and a fake pass through D)
     learn-prior = the largest of its updates' tasks: invert in the z space with K restarts
+    import  = 8·4·(P + buffers): both state dicts, the update, the global state, the model,
+              the file's bytes as written (twice) and their contiguous copies
+    inspect = the file's tensors as stored + 4 bytes an element (their float32 copies)
 
 When A cannot be measured (a user factory that does not run on the meta device) it is taken
 as 32·D. The estimate leaves out the Python process itself (about 1 GB with torch loaded).
@@ -31,6 +34,7 @@ from torch import nn
 from gradinvert.files import UpdateFile
 from gradinvert.models.footprint import Footprint, activations_per_sample
 from gradinvert.resources import Estimate
+from gradinvert.tensorfile import Header
 
 if TYPE_CHECKING:
     from gradinvert.invert.config import AttackConfig
@@ -43,6 +47,7 @@ PIXEL_COPIES = 10  # candidates, optimizer moments, gradients, jitter and group 
 UNKNOWN_ACTIVATIONS = 32  # × D when the model cannot run on the meta device
 LABEL_BYTES = 100  # per restored label: list entries, counts, the JSON text
 GENERATOR_COPIES = 5  # a trained copy of G: weights, gradient, two Adam moments, graph
+IMPORT_COPIES = 8  # two state dicts, the update, global state, model, file bytes (twice), clones
 
 
 def _millions(count: int) -> str:
@@ -106,6 +111,24 @@ def estimate_invert(
     return Estimate("invert", int(total), basis)
 
 
+def estimate_inspect(header: Header) -> Estimate:
+    """The memory ``inspect`` needs: an update, batch or generator file's values as stored and
+    as float32 (an inverter file is described from its header; nothing is read)."""
+    if header.metadata.get("gradinvert.file") == "inverter":
+        return Estimate("inspect", 0, "an inverter file's header", "")
+    elements = sum(t.numel() for t in header.meta_tensors().values())
+    basis = f"{len(header.shapes)} tensors of {_millions(elements)} elements"
+    return Estimate("inspect", header.bytes() + FLOAT * elements, basis, "")
+
+
+def estimate_import(model: nn.Module) -> Estimate:
+    """The memory ``import`` needs for ``model`` (a meta copy will do): the state dicts it
+    reads, the update, the global state, the model itself and the written file's bytes."""
+    elements = sum(t.numel() for t in [*model.parameters(), *model.buffers()])
+    total = FLOAT * elements * IMPORT_COPIES
+    return Estimate("import", int(total), f"{_millions(elements)} parameters and buffers", "")
+
+
 def estimate_labels(update: UpdateFile, footprint: Footprint, batch: int) -> Estimate:
     """The memory ``labels`` needs: the model, a probe of 4 samples, the last layer, B labels."""
     classes = update.model.num_classes
@@ -154,14 +177,10 @@ def generator_parameters(spec: str | None, input_shape: tuple[int, int, int]) ->
         return sum(p.numel() for p in module.parameters())
     path = Path(spec)
     if path.suffix == ".safetensors" and path.is_file():
-        from safetensors import safe_open
+        from gradinvert.generators.store import read_generator_header
 
-        try:
-            with safe_open(str(path), framework="pt") as f:
-                shapes = [f.get_slice(k).get_shape() for k in f.keys()]  # noqa: SIM118
-        except Exception:  # the loader reports an unreadable file
-            return 0
-        return sum(int(torch.Size(s).numel()) for s in shapes)
+        header, _ = read_generator_header(path)  # validated and compared with its model
+        return sum(int(torch.Size(shape).numel()) for shape, _ in header.shapes.values())
     return 0
 
 
@@ -173,9 +192,17 @@ def invert_estimate(
 
     batch = len(labels) if labels else (update.batch_size or 1)
     generator = generator_parameters(config.generator, tuple(update.input.shape))  # type: ignore[arg-type]
-    return estimate_invert(
+    estimate = estimate_invert(
         update, update_footprint(update), batch, config.seeds, config.search, generator
     )
+    if config.inverter and (config.init == "git" or config.inverter_prior):
+        from gradinvert.inverter.footprint import estimate_git
+        from gradinvert.inverter.store import read_inverter_header
+
+        start = estimate_git(update, read_inverter_header(config.inverter))
+        basis = f"{estimate.basis}; start: {start.basis}"
+        estimate = Estimate("invert", estimate.bytes + start.bytes, basis)
+    return estimate
 
 
 def learn_prior_estimate(

@@ -40,6 +40,7 @@ class Estimate:
     what: str  # the command, e.g. "invert"
     bytes: int
     basis: str  # e.g. "batch 4 of 3×32×32, 4 seeds, 11.2M parameters"
+    advice: str = "use a smaller batch or fewer seeds, or "  # what else lowers it
 
 
 def parse_memory(text: str) -> int | None:
@@ -102,5 +103,5 @@ def check_memory(
     raise UnavailableError(
         f"{estimate.what} would need about {human_bytes(estimate.bytes)} of memory "
         f"({estimate.basis}), more than the bound of {human_bytes(bound)} ({source}); "
-        f"use a smaller batch or fewer seeds, or raise the bound with --max-memory {suggestion}"
+        f"{estimate.advice}raise the bound with --max-memory {suggestion}"
     )

@@ -2,6 +2,8 @@
 
 Each check returns a list of problems (empty when the tensors are fine), so a reader can report
 them all in one line; ``raise_problems`` turns a non-empty list into an ``InvalidInputError``.
+On meta tensors (a file's header) the checks see names, dtypes and shapes only, so a reader runs
+them on the header first and on the values after.
 """
 
 from __future__ import annotations
@@ -15,7 +17,13 @@ Tensors = dict[str, torch.Tensor]
 
 
 def _non_finite(tensor: torch.Tensor) -> int:
-    return int((~torch.isfinite(tensor)).sum()) if tensor.is_floating_point() else 0
+    if tensor.is_meta or not tensor.is_floating_point():
+        return 0
+    return int((~torch.isfinite(tensor)).sum())
+
+
+def _negative(tensor: torch.Tensor) -> bool:
+    return not tensor.is_meta and bool((tensor < 0).any())
 
 
 def _floating(group: str, tensors: Tensors) -> list[str]:
@@ -50,7 +58,7 @@ def update_problems(
         if value.is_floating_point():
             if bad := _non_finite(value):
                 problems.append(f"buffer.{name} holds {bad} non-finite values")
-            elif name.endswith("running_var") and bool((value < 0).any()):
+            elif name.endswith("running_var") and _negative(value):
                 problems.append(f"buffer.{name} holds negative variances")
     for module, parts in bn_parts.items():
         if set(parts) != {"mean", "var"}:
@@ -63,7 +71,7 @@ def update_problems(
             continue
         if mean.ndim != 1 or mean.shape != var.shape:
             problems.append(f"bnstat.{module}: mean and var must be vectors of one length")
-        elif bool((var < 0).any()):
+        elif _negative(var):
             problems.append(f"bnstat.{module}.var holds negative variances")
     return problems
 
@@ -81,7 +89,7 @@ def batch_problems(images: torch.Tensor, labels: torch.Tensor) -> list[str]:
         problems.append(f"'images' of shape {tuple(images.shape)}: need N ≥ 1, sides 1…{MAX_SIDE}")
     if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
         problems.append(f"'labels' has dtype {labels.dtype}, expected integers")
-    elif labels.numel() and int(labels.min()) < 0:
+    elif labels.numel() and _negative(labels):
         problems.append("'labels' holds negative values")
     if images.ndim >= 1 and labels.shape != (images.shape[0],):
         problems.append(f"{labels.numel()} labels for {images.shape[0]} images")

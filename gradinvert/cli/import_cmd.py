@@ -11,8 +11,11 @@ from gradinvert.cli.common import console, handle_errors
 from gradinvert.errors import UsageError
 from gradinvert.files import LocalTraining, save_update
 from gradinvert.import_update import ClientSettings, build_update, read_inputs
+from gradinvert.memory import estimate_import
 from gradinvert.models import NORMALIZATIONS, InputSpec, model_spec
+from gradinvert.models.footprint import meta_model
 from gradinvert.outputs import refuse_clobbering
+from gradinvert.resources import MaxMemoryOption, check_memory
 
 
 def parse_shape(text: str) -> tuple[int, int, int]:
@@ -87,6 +90,7 @@ def import_command(
     init_seed: Annotated[
         int, typer.Option("--init-seed", help="Gradient without --before: the seeded init.")
     ] = 0,
+    max_memory: MaxMemoryOption = None,
 ) -> None:
     """Write an update file from state dicts a real FL deployment keeps.
 
@@ -96,7 +100,9 @@ def import_command(
     gradient update, at the weights of --before (else the seeded init, as in capture).
 
     Every tensor must fit the model (names, shapes, dtypes, finite values); all mismatches are
-    reported at once (exit 65) and nothing is written.
+    reported at once (exit 65) and nothing is written. A .pt file is read without running code
+    or reading values first: a tensor that declares more than the bytes it stores, or that
+    overlaps another's bytes, is refused (65). Exit 69: more memory needed than --max-memory.
     """
     if mode not in ("train", "eval"):
         raise UsageError("--mode must be train or eval")
@@ -110,6 +116,9 @@ def import_command(
     local = local_settings(local_steps, local_lr, local_batch_size, shuffle, batch_size)
     if gradient is not None and local is not None:
         raise UsageError("--local-* describe a delta (--before/--after), not a --gradient")
+    meta = meta_model(spec)
+    if meta is not None:  # a user factory that does not build on meta: size unknown
+        check_memory(estimate_import(meta), max_memory)
     inputs, digests = read_inputs(before, after, gradient)
     source = {
         "tool": "import",

@@ -11,6 +11,9 @@ from rich.table import Table
 
 from gradinvert.cli.common import console, emit_json, handle_errors
 from gradinvert.inspect_file import summarize
+from gradinvert.memory import estimate_inspect
+from gradinvert.resources import MaxMemoryOption, check_memory
+from gradinvert.tensorfile import read_header
 
 
 def _human_bytes(count: int) -> str:
@@ -26,8 +29,13 @@ def _human_bytes(count: int) -> str:
 def inspect(
     file: Annotated[Path, typer.Argument(help="An update, batch, generator or inverter file.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON to stdout.")] = False,
+    max_memory: MaxMemoryOption = None,
 ) -> None:
-    """Summarize a gradinvert file: kind, model, batch, input, defenses, tensors and size."""
+    """Summarize a gradinvert file: kind, model, batch, input, defenses, tensors and size.
+
+    Exit codes: 65 invalid file, 66 missing, 69 more memory needed than --max-memory.
+    """
+    check_memory(estimate_inspect(read_header(file)), max_memory)
     summary = summarize(file)
     if as_json:
         emit_json(summary)

@@ -19,7 +19,7 @@ from gradinvert.cli.common import (
 )
 from gradinvert.device import resolve_device
 from gradinvert.errors import UsageError
-from gradinvert.files import BatchFile, load_update, parse_labels, save_batch
+from gradinvert.files import BatchFile, load_update, parse_labels, read_update_shapes, save_batch
 from gradinvert.invert import PRESETS, preset, run_attack
 from gradinvert.invert.allocator import keep_freed_memory
 from gradinvert.memory import invert_estimate
@@ -330,7 +330,7 @@ def invert(
                 f"--attack git is one forward pass of --inverter: {names} set an iterative "
                 "search (use --init git with an iterative --attack for that)"
             )
-        _invert_with_inverter(update_path, out, labels, png_dir, inverter, device)
+        _invert_with_inverter(update_path, out, labels, png_dir, inverter, device, max_memory)
         return
     notes: list[str] = []
     config = preset(attack, notes, seed=seed, **settings)
@@ -341,9 +341,10 @@ def invert(
     torch_device = resolve_device(device)
     if torch_device.type == "cpu":
         keep_freed_memory()
-    update = load_update(update_path)
     label_list = parse_labels(labels) if labels is not None else None
-    check_memory(invert_estimate(update, config, label_list), max_memory, torch_device)
+    estimate = invert_estimate(read_update_shapes(update_path), config, label_list)
+    check_memory(estimate, max_memory, torch_device)
+    update = load_update(update_path)
     result = run_attack(
         update,
         label_list,
@@ -383,15 +384,22 @@ def _invert_with_inverter(
     png_dir: Path | None,
     inverter_path: str | None,
     device: str,
+    max_memory: str | None,
 ) -> None:
     """``--attack git``: one forward pass of a trained inverter."""
     from gradinvert.invert import AttackConfig
     from gradinvert.invert.attack import resolve_labels
     from gradinvert.inverter import invert_with, load_inverter
+    from gradinvert.inverter.apply import check_compatible
+    from gradinvert.inverter.footprint import estimate_git
+    from gradinvert.inverter.store import read_inverter_header
 
     if not inverter_path:
         raise UsageError("--attack git needs --inverter INV (a file written by train-inverter)")
     torch_device = resolve_device(device)
+    shapes, head = read_update_shapes(update_path), read_inverter_header(inverter_path)
+    check_compatible(head, shapes)
+    check_memory(estimate_git(shapes, head), max_memory, torch_device)
     update = load_update(update_path)
     inverter = load_inverter(inverter_path)
     label_list = parse_labels(labels) if labels is not None else None

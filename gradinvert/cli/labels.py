@@ -15,7 +15,13 @@ from gradinvert.cli.common import (
     handle_errors,
 )
 from gradinvert.errors import InvalidInputError, UsageError
-from gradinvert.files import labels_document, load_batch, load_update, write_labels
+from gradinvert.files import (
+    labels_document,
+    load_batch,
+    load_update,
+    read_update_shapes,
+    write_labels,
+)
 from gradinvert.labels import multiset_accuracy, restore_labels
 from gradinvert.memory import estimate_labels
 from gradinvert.models.footprint import update_footprint
@@ -64,10 +70,11 @@ def labels(
     if out not in (None, "-") and Path(out).is_dir():
         raise UsageError(f"--out {out}: is a folder, give a file name")
     refuse_clobbering([update, truth], {"--out": out})
+    shapes = read_update_shapes(update)  # the header: the estimate comes before any value
+    size = batch_size if batch_size is not None and batch_size > 0 else shapes.batch_size
+    footprint = update_footprint(shapes)
+    check_memory(estimate_labels(shapes, footprint, size or 1), max_memory)
     update_file = load_update(update)
-    size = batch_size if batch_size is not None and batch_size > 0 else update_file.batch_size
-    footprint = update_footprint(update_file)
-    check_memory(estimate_labels(update_file, footprint, size or 1), max_memory)
     truth_labels = None
     if truth is not None:
         truth_labels = load_batch(truth).labels.tolist()

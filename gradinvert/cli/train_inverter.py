@@ -18,11 +18,13 @@ from gradinvert.cli.common import (
 )
 from gradinvert.device import resolve_device
 from gradinvert.errors import UsageError
-from gradinvert.files import load_update
+from gradinvert.files import load_update, read_update_shapes
 from gradinvert.inverter import TrainInverterConfig, save_inverter, train_inverter
+from gradinvert.inverter.footprint import estimate_train_inverter
 from gradinvert.inverter.train import PAIRS_CACHE_NAMES
 from gradinvert.models.footprint import check_update_model
 from gradinvert.outputs import refuse_checkpoint_overwrite, refuse_clobbering
+from gradinvert.resources import MaxMemoryOption, check_memory
 
 HELP = "\n\n".join(
     [
@@ -47,8 +49,8 @@ HELP = "\n\n".join(
         "step); --resume continues to exactly the weights of an uninterrupted run.",
         "Exit codes: 2 usage (e.g. fewer images than two batches), 65 invalid input (a template "
         "that is not an update file or names code: see --trust-code; a model GIT cannot mirror "
-        "is 2), 66 missing input, 69 unavailable device, 130 interrupted (143 on SIGTERM, "
-        "which stops like Ctrl-C).",
+        "is 2), 66 missing input, 69 unavailable device or more memory needed than "
+        "--max-memory, 130 interrupted (143 on SIGTERM, which stops like Ctrl-C).",
     ]
 )
 
@@ -111,6 +113,7 @@ def train_inverter_command(
     model: ModelFactoryOption = None,
     trust_code: TrustCodeOption = False,
     device: DeviceOption = "auto",
+    max_memory: MaxMemoryOption = None,
 ) -> None:
     config = TrainInverterConfig(
         arch=arch,
@@ -137,9 +140,12 @@ def train_inverter_command(
     )
     refuse_checkpoint_overwrite(checkpoint, resume, overwrite_checkpoint)
     torch_device = resolve_device(device)
-    template = load_update(template_path)
-    check_update_model(template)  # before any image is read: a model that cannot be built
+    shapes = read_update_shapes(template_path)
+    check_update_model(shapes)  # before any image is read: a model that cannot be built
     pixels, label_list, _ = _load_inputs(images, size, labels)
+    estimate = estimate_train_inverter(shapes, config, pixels.shape[0])
+    check_memory(estimate, max_memory, torch_device)
+    template = load_update(template_path)
     label_tensor = None if label_list is None else torch.tensor(label_list, dtype=torch.long)
     if label_tensor is None:
         console.print(

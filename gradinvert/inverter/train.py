@@ -29,7 +29,8 @@ from scipy.optimize import linear_sum_assignment
 
 from gradinvert.atomic import make_folder
 from gradinvert.defenses import DefenseConfig, apply_defenses
-from gradinvert.errors import InvalidInputError, MissingInputError, UsageError
+from gradinvert.errors import InvalidInputError, MissingInputError, UsageError, one_line
+from gradinvert.file_schemas import TrainInverterCheckpoint, validate_checkpoint
 from gradinvert.files import UpdateFile, _save, read_safetensors
 from gradinvert.invert.engine import InterruptedRun, fingerprint
 from gradinvert.inverter.base import Inverter, Tensors, stack_encoded
@@ -37,7 +38,10 @@ from gradinvert.inverter.pairs import PairMaker, chunks
 from gradinvert.inverter.store import ARCHES, build_inverter, template_record
 from gradinvert.runstate import (
     Interruptible,
+    check_optimizer_state,
     check_same_run,
+    check_tensors_fit,
+    is_permutation,
     read_checkpoint_file,
     stderr_progress,
     to_cpu,
@@ -337,17 +341,28 @@ class InverterTrainer(Interruptible):
         )
 
     def load_state_dict(self, state: dict[str, Any], source: str) -> None:
-        if state.get("format") != CHECKPOINT_FORMAT:
-            raise InvalidInputError(f"{source}: not a gradinvert train-inverter checkpoint")
+        schema = TrainInverterCheckpoint
+        validate_checkpoint(schema, source, state, CHECKPOINT_FORMAT, "train-inverter")
         check_same_run(state, self.run_id, source, "template, images or settings")
-        self.inverter.load_state_dict(state["inverter"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        live = self.inverter.state_dict()
+        check_tensors_fit(source, state["inverter"], live, "the inverter's weights")
+        check_tensors_fit(source, state["best_state"], live, "the best epoch's weights")
+        check_optimizer_state(source, self.optimizer, state["optimizer"])
+        if not is_permutation(state["order"], len(self.train)):
+            raise InvalidInputError(f"{source}: the checkpoint's pair order does not fit")
+        try:
+            self.inverter.load_state_dict(state["inverter"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.rng.set_state(state["rng"])
+        except (KeyError, RuntimeError, ValueError, TypeError) as exc:
+            raise InvalidInputError(
+                f"{source}: damaged checkpoint ({one_line(str(exc))})"
+            ) from None
         self.best_state = state["best_state"]
         self.epoch, self.step = int(state["epoch"]), int(state["step"])
         self.order, self.losses = state["order"], list(state["losses"])
         self.best_val, self.best_epoch = float(state["best_val"]), int(state["best_epoch"])
         self.history = [dict(h) for h in state["history"]]
-        self.rng.set_state(state["rng"])
 
     def save(self, path: Path) -> None:
         write_checkpoint(path, self.state_dict())

@@ -15,11 +15,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from gradinvert.errors import InvalidInputError, MissingInputError, UsageError
+from gradinvert.errors import InvalidInputError, UsageError
 from gradinvert.models.fit import tensor_problems
 from gradinvert.models.small import ConvNet, LeNet, cifar_resnet18
 from gradinvert.models.spec import ModelSpec
 from gradinvert.models.trust import require_trusted
+from gradinvert.tensorfile import load_pt, read_header, read_tensors
 
 ModelFactory = Callable[..., nn.Module]
 _REGISTRY: dict[str, ModelFactory] = {}
@@ -139,22 +140,18 @@ def build_model(spec: ModelSpec, init_seed: int | None = 0) -> nn.Module:
 
 
 def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
-    """Read a state dict from safetensors or a ``.pt`` file (``weights_only=True``)."""
-    path = Path(path)
-    if not path.exists():
-        raise MissingInputError(f"{path}: no such weights file")
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            state = load_file(str(path))
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise InvalidInputError(f"{path}: cannot read weights ({type(exc).__name__})") from None
+    """A state dict from safetensors or a ``.pt`` file, its sizes checked against the bytes the
+    file holds before any value is read (:mod:`gradinvert.tensorfile`); ``.pt`` values stay
+    mapped from the file until used, so a caller compares names and shapes first."""
+    if Path(path).suffix == ".safetensors":
+        state: Any = read_tensors(read_header(path))
+    else:
+        state = load_pt(path, "weights file")
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+    if not isinstance(state, dict) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
+    ):
         raise InvalidInputError(f"{path}: not a state dict of tensors")
     return state
 

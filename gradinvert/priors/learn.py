@@ -46,6 +46,7 @@ from typing import Any
 import torch
 
 from gradinvert.errors import InvalidInputError, MissingInputError, UsageError
+from gradinvert.file_schemas import LearnPriorCheckpoint, validate_checkpoint
 from gradinvert.files import UpdateFile, load_update, parse_labels
 from gradinvert.generators import Generator, arch_record, load_generator, save_generator
 from gradinvert.invert.attack import _hand_over, _prepare, check_update, resolve_labels
@@ -55,7 +56,15 @@ from gradinvert.invert.spaces import LatentSpace, SearchSpace, SharedWeightSpace
 from gradinvert.invert.stages import Stage, plan_stages
 from gradinvert.priors.train import SAMPLE_COUNT, canonical_images, images_hash, render_samples
 from gradinvert.report import save_png
-from gradinvert.runstate import Interruptible, stderr_progress, to_cpu, write_checkpoint
+from gradinvert.runstate import (
+    Interruptible,
+    check_optimizer_state,
+    check_tensors_fit,
+    load_checkpoint,
+    stderr_progress,
+    to_cpu,
+    write_checkpoint,
+)
 
 CHECKPOINT_FORMAT = "gradinvert-learn-prior-checkpoint/1"
 RECIPE = "GIML (Jeon et al. 2021): latent search, shared-copy fine-tuning, Reptile"
@@ -463,8 +472,8 @@ class MetaLearner(Interruptible):
 
     def load_state_dict(self, state: dict[str, Any], source: str = "checkpoint") -> None:
         """Continue from :meth:`state_dict`; refuses a checkpoint of another run."""
-        if state.get("format") != CHECKPOINT_FORMAT:
-            raise InvalidInputError(f"{source}: not a gradinvert learn-prior checkpoint")
+        schema = LearnPriorCheckpoint
+        validate_checkpoint(schema, source, state, CHECKPOINT_FORMAT, "learn-prior")
         if state.get("run_id") != self.run_id:
             raise UsageError(
                 f"{source}: the checkpoint belongs to another run (different updates, starting "
@@ -476,12 +485,14 @@ class MetaLearner(Interruptible):
             raise UsageError(f"{source}: the checkpoint is at task {done}, past --tasks")
         if list(state["order"]) != self.order[:done]:
             raise InvalidInputError(f"{source}: the checkpoint's task order does not fit")
+        check_tensors_fit(source, state["generator"], self.module.state_dict(), "the generator")
+        check_optimizer_state(source, self.optimizer, state["meta_optimizer"])
         try:
             self.module.load_state_dict(state["generator"])
             self.optimizer.load_state_dict(state["meta_optimizer"])
+            torch.set_rng_state(state["torch_rng"])
         except (KeyError, RuntimeError, ValueError, TypeError) as exc:
             raise InvalidInputError(f"{source}: damaged checkpoint ({exc})") from None
-        torch.set_rng_state(state["torch_rng"])
         self.done = done
         self.history = json.loads(state["history"])
         self.seconds = float(state["seconds"])
@@ -498,15 +509,7 @@ class MetaLearner(Interruptible):
         """Read a checkpoint written by :meth:`save` and continue from it."""
         if not Path(path).exists():
             raise MissingInputError(f"{path}: no checkpoint to resume from")
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:
-            raise InvalidInputError(
-                f"{path}: not a readable checkpoint ({type(exc).__name__})"
-            ) from None
-        if not isinstance(state, dict):
-            raise InvalidInputError(f"{path}: not a gradinvert learn-prior checkpoint")
-        self.load_state_dict(state, str(path))
+        self.load_state_dict(load_checkpoint(path), str(path))
 
 
 # ---------------------------------------------------------------------- the run

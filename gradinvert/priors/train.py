@@ -36,6 +36,7 @@ from PIL import Image
 from torch import nn
 
 from gradinvert.errors import GradinvertError, InvalidInputError, MissingInputError, UsageError
+from gradinvert.file_schemas import TrainPriorCheckpoint, validate_checkpoint
 from gradinvert.generators import (
     DCGANDiscriminator,
     DCGANGenerator,
@@ -46,7 +47,16 @@ from gradinvert.generators.dcgan import SIZES
 from gradinvert.images import expand_image_paths, load_images
 from gradinvert.invert.engine import InterruptedRun, fingerprint
 from gradinvert.report import save_png
-from gradinvert.runstate import Interruptible, stderr_progress, to_cpu, write_checkpoint
+from gradinvert.runstate import (
+    Interruptible,
+    check_optimizer_state,
+    check_tensors_fit,
+    is_permutation,
+    load_checkpoint,
+    stderr_progress,
+    to_cpu,
+    write_checkpoint,
+)
 
 CHECKPOINT_FORMAT = "gradinvert-train-prior-checkpoint/1"
 RECIPE = "DCGAN (Radford et al. 2016)"
@@ -402,8 +412,8 @@ class PriorTrainer(Interruptible):
 
     def load_state_dict(self, state: dict[str, Any], source: str = "checkpoint") -> None:
         """Continue from :meth:`state_dict`; refuses a checkpoint of another run."""
-        if state.get("format") != CHECKPOINT_FORMAT:
-            raise InvalidInputError(f"{source}: not a gradinvert train-prior checkpoint")
+        schema = TrainPriorCheckpoint
+        validate_checkpoint(schema, source, state, CHECKPOINT_FORMAT, "train-prior")
         if state.get("run_id") != self.run_id:
             raise UsageError(
                 f"{source}: the checkpoint belongs to another run (different images or "
@@ -415,6 +425,12 @@ class PriorTrainer(Interruptible):
                 f"{source}: the checkpoint is past --epochs {self.config.epochs} (at epoch "
                 f"{epoch} + {epoch_step} steps): give --epochs {epoch + (epoch_step > 0)} or more"
             )
+        for name, module in (("generator", self.generator), ("discriminator", self.discriminator)):
+            check_tensors_fit(source, state[name], module.state_dict(), f"the {name}'s weights")
+        check_optimizer_state(source, self.opt_g, state["opt_g"])
+        check_optimizer_state(source, self.opt_d, state["opt_d"])
+        if state["perm"] is not None and not is_permutation(state["perm"], self.count):
+            raise InvalidInputError(f"{source}: the checkpoint's image order does not fit")
         try:
             self.generator.load_state_dict(state["generator"])
             self.discriminator.load_state_dict(state["discriminator"])
@@ -444,15 +460,7 @@ class PriorTrainer(Interruptible):
         """Read a checkpoint written by :meth:`save` and continue from it."""
         if not Path(path).exists():
             raise MissingInputError(f"{path}: no checkpoint to resume from")
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:
-            raise InvalidInputError(
-                f"{path}: not a readable checkpoint ({type(exc).__name__})"
-            ) from None
-        if not isinstance(state, dict):
-            raise InvalidInputError(f"{path}: not a gradinvert train-prior checkpoint")
-        self.load_state_dict(state, str(path))
+        self.load_state_dict(load_checkpoint(path), str(path))
 
 
 # ---------------------------------------------------------------------- the run
