@@ -45,17 +45,17 @@ import time
 import torch
 from common import RESULTS, SAMPLES, write_result
 
-from gradinvert.capture import CaptureConfig, capture_update, local_sgd_delta
-from gradinvert.defenses import DefenseConfig
-from gradinvert.files import UpdateFile
-from gradinvert.images import expand_image_paths, load_images
+from gradinvert.client.capture import CaptureConfig, capture_update, local_sgd_delta
+from gradinvert.client.defenses import DefenseConfig
 from gradinvert.invert import preset, run_attack
-from gradinvert.invert.allocator import keep_freed_memory
 from gradinvert.inverter import TrainInverterConfig, estimate, train_inverter
 from gradinvert.inverter.store import InverterFile, load_inverter, save_inverter
+from gradinvert.io.files import UpdateFile
+from gradinvert.io.images import expand_image_paths, load_images
 from gradinvert.metrics import assign, pairwise_mse, psnr, ssim
 from gradinvert.models import NORMALIZATIONS, InputSpec, build_model, model_spec
-from gradinvert.report import save_grid
+from gradinvert.report.grid import save_grid
+from gradinvert.runtime.allocator import keep_freed_memory
 
 GRIDS = RESULTS / "git"
 SMOKE = False  # --smoke: tiny sizes, results not written

@@ -25,13 +25,13 @@ from typing import Any
 import torch
 from common import RESULTS, sample_photos, write_result
 
-from gradinvert.capture import CaptureConfig, capture_update
-from gradinvert.device import resolve_device
+from gradinvert.client.capture import CaptureConfig, capture_update
 from gradinvert.invert import preset, run_attack
-from gradinvert.invert.allocator import keep_freed_memory
 from gradinvert.invert.engine import Engine
 from gradinvert.metrics import assign, pairwise_mse, psnr
 from gradinvert.models import NORMALIZATIONS, InputSpec, build_model, model_spec
+from gradinvert.runtime.allocator import keep_freed_memory
+from gradinvert.runtime.device import resolve_device
 
 
 @dataclass

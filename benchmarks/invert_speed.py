@@ -21,15 +21,15 @@ import torch
 import torch.nn.functional as F
 from common import RESULTS, write_result
 
-from gradinvert.capture import CaptureConfig, capture_update
-from gradinvert.device import resolve_device
+from gradinvert.client.capture import CaptureConfig, capture_update
 from gradinvert.invert import preset
-from gradinvert.invert.allocator import keep_freed_memory
 from gradinvert.invert.attack import _prepare, resolve_labels
 from gradinvert.invert.engine import Engine
 from gradinvert.invert.priors import bn_reference
 from gradinvert.models import InputSpec, build_model, model_spec
 from gradinvert.models.restore import model_from_update
+from gradinvert.runtime.allocator import keep_freed_memory
+from gradinvert.runtime.device import resolve_device
 
 
 def _timed(fn, device: torch.device) -> float:  # noqa: ANN001

@@ -9,9 +9,9 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from gradinvert.capture import CaptureConfig, capture_update, minibatch_schedule
-from gradinvert.files import LocalTraining, UpdateFile
-from gradinvert.images import load_images
+from gradinvert.client.capture import CaptureConfig, capture_update, minibatch_schedule
+from gradinvert.io.files import LocalTraining, UpdateFile
+from gradinvert.io.images import load_images
 from gradinvert.models import InputSpec, build_model, model_spec
 from gradinvert.models.restore import model_from_update
 from gradinvert.models.spec import NORMALIZATIONS

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from gradinvert import atomic as atomic_module
-from gradinvert.atomic import atomic_path, write_text_atomic
+from gradinvert.io import atomic as atomic_module
+from gradinvert.io.atomic import atomic_path, write_text_atomic
 
 
 def test_written_file_gets_the_umask_mode_not_mkstemps_private_one(tmp_path: Path) -> None:

@@ -10,10 +10,10 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from gradinvert.capture import CaptureConfig, capture_update, minibatch_schedule
-from gradinvert.defenses import DefenseConfig, apply_defenses, global_norm
-from gradinvert.files import LocalTraining, load_update, save_update
-from gradinvert.images import load_images
+from gradinvert.client.capture import CaptureConfig, capture_update, minibatch_schedule
+from gradinvert.client.defenses import DefenseConfig, apply_defenses, global_norm
+from gradinvert.io.files import LocalTraining, load_update, save_update
+from gradinvert.io.images import load_images
 from gradinvert.models import InputSpec, build_model, model_spec
 
 SAMPLES = "samples/images32"

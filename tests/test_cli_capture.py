@@ -13,7 +13,7 @@ from safetensors.torch import save_file
 from typer.testing import CliRunner
 
 from gradinvert.cli.main import app
-from gradinvert.files import load_batch, load_update
+from gradinvert.io.files import load_batch, load_update
 from gradinvert.models import build_model, model_spec
 
 SAMPLES = "samples/images32"

@@ -16,9 +16,9 @@ pytest.importorskip("flwr", reason="the flower extra is not installed")
 
 from flwr.app import Array, ArrayRecord, Message, Metadata, MetricRecord, RecordDict  # noqa: E402
 
-from gradinvert.files import load_update  # noqa: E402
 from gradinvert.integrations import flower  # noqa: E402
 from gradinvert.integrations.flower import RecordUpdates  # noqa: E402
+from gradinvert.io.files import load_update  # noqa: E402
 from gradinvert.models import build_model, model_spec  # noqa: E402
 
 SPEC = model_spec("lenet", 10, (3, 32, 32))

@@ -8,7 +8,6 @@ import pytest
 import torch
 from torch import nn
 
-from gradinvert.errors import InvalidInputError, MissingInputError, UsageError
 from gradinvert.generators import (
     DCGANDiscriminator,
     DCGANGenerator,
@@ -18,6 +17,7 @@ from gradinvert.generators import (
     save_generator,
 )
 from gradinvert.models import UntrustedCodeError, trust_code
+from gradinvert.runtime.errors import InvalidInputError, MissingInputError, UsageError
 
 
 def _count(module: nn.Module) -> int:

@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from gradinvert.images import load_images
 from gradinvert.invert.group import (
     REGISTRATIONS,
     align_slots,
@@ -15,6 +14,7 @@ from gradinvert.invert.group import (
     group_targets,
 )
 from gradinvert.invert.registration import Warp, min_shift_mse, phase_correlation, register
+from gradinvert.io.images import load_images
 
 SAMPLES = Path(__file__).resolve().parents[1] / "samples" / "images32"
 NOISE = 0.05

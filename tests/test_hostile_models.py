@@ -15,13 +15,13 @@ from hostile_corpus import read_raw, write_raw
 from invert_support import make_update, one_thread  # noqa: F401 (fixture)
 from test_hostile_files import check_outcome, run
 
-from gradinvert.errors import InvalidInputError
-from gradinvert.files import parse_labels, save_update
 from gradinvert.generators import save_generator
 from gradinvert.generators.dcgan import DCGANGenerator
 from gradinvert.inverter import build_inverter, save_inverter
 from gradinvert.inverter.git import GitInverter
 from gradinvert.inverter.mlp import MlpInverter
+from gradinvert.io.files import parse_labels, save_update
+from gradinvert.runtime.errors import InvalidInputError
 
 
 @pytest.fixture
@@ -262,7 +262,7 @@ def test_labels_files_are_validated(tmp_path: Path, content: str, message: str):
 
 
 def test_a_labels_file_past_the_size_cap_is_refused_unread(tmp_path: Path):
-    from gradinvert.file_schemas import MAX_JSON_BYTES
+    from gradinvert.io.file_schemas import MAX_JSON_BYTES
 
     path = tmp_path / "big.json"
     with path.open("wb") as handle:  # sparse: no 16 MB written

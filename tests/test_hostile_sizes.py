@@ -15,9 +15,9 @@ import torch
 from safetensors.torch import save_file
 from test_hostile_files import check_outcome, run
 
-from gradinvert.errors import InvalidInputError
+from gradinvert.io.tensorfile import MAX_HEADER_BYTES, MAX_TENSORS, load_pt, read_header
 from gradinvert.models import build_model, model_spec, read_state_dict
-from gradinvert.tensorfile import MAX_HEADER_BYTES, MAX_TENSORS, load_pt, read_header
+from gradinvert.runtime.errors import InvalidInputError
 
 MODEL_ARGS = ["--model", "convnet", "--num-classes", 10, "--input-shape", "3,8,8"]
 
@@ -180,8 +180,8 @@ def test_import_refuses_hostile_views_in_one_line(tmp_path: Path, role: str):
 def test_invert_refuses_stretched_generator_weights(tmp_path: Path):
     from invert_support import make_update
 
-    from gradinvert.files import save_update
     from gradinvert.generators.dcgan import DCGANGenerator
+    from gradinvert.io.files import save_update
 
     update, _, _ = make_update(count=1, labels=[1], size=32)
     save_update(update, tmp_path / "u.safetensors")
@@ -212,8 +212,8 @@ def _raw_safetensors(
 def test_a_hundred_thousand_empty_tensors_are_refused_fast(tmp_path: Path):
     from invert_support import make_update
 
-    from gradinvert.files import save_update
-    from gradinvert.tensorfile import read_metadata
+    from gradinvert.io.files import save_update
+    from gradinvert.io.tensorfile import read_metadata
 
     update, _, _ = make_update(count=1, labels=[1], size=8)
     save_update(update, tmp_path / "valid.safetensors")

@@ -16,13 +16,13 @@ from PIL import Image
 from rich.table import Table
 from typer.testing import CliRunner
 
-from gradinvert.audit.plot import sweep_plot_png
-from gradinvert.audit.runs import SETTINGS, Run
 from gradinvert.cli import common
 from gradinvert.cli.main import app
-from gradinvert.files import save_update
-from gradinvert.inert import InertConsole, inert
-from gradinvert.runstate import stderr_progress
+from gradinvert.io.files import save_update
+from gradinvert.report.console import InertConsole, inert
+from gradinvert.report.plot import sweep_plot_png
+from gradinvert.report.runs import SETTINGS, Run
+from gradinvert.runtime.runstate import stderr_progress
 
 runner = CliRunner()
 HOSTILE = "a[/nope][bold]b\x1b]0;pwned\x07c\x1b[2J\x9b31md\u202eevil\x00"

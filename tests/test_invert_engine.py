@@ -15,11 +15,11 @@ from invert_support import (  # noqa: F401 (fixture)
     reference_seed_loss,
 )
 
-from gradinvert.capture import local_sgd_delta, minibatch_schedule
-from gradinvert.files import LocalTraining
+from gradinvert.client.capture import local_sgd_delta, minibatch_schedule
 from gradinvert.invert import DivergedError, InterruptedRun, preset, run_attack
 from gradinvert.invert.attack import _prepare, resolve_labels
 from gradinvert.invert.engine import MAX_RESETS, Engine
+from gradinvert.io.files import LocalTraining
 from gradinvert.models.restore import model_from_update
 
 CPU = torch.device("cpu")
@@ -170,7 +170,7 @@ def test_resume_ends_exactly_like_an_uninterrupted_run(tmp_path: Path, optimizer
 
 
 def test_resume_refuses_a_checkpoint_of_another_run(tmp_path: Path) -> None:
-    from gradinvert.errors import UsageError
+    from gradinvert.runtime.errors import UsageError
 
     update, _, labels = make_update(count=2)
     checkpoint = tmp_path / "run.ckpt"

@@ -12,10 +12,9 @@ import torch.nn.functional as F
 from torch import nn
 from typer.testing import CliRunner
 
-from gradinvert.capture import CaptureConfig, capture_update
 from gradinvert.cli.main import app
-from gradinvert.errors import InvalidInputError, UsageError
-from gradinvert.files import BatchFile, LocalTraining, UpdateFile, save_batch, save_update
+from gradinvert.client.capture import CaptureConfig, capture_update
+from gradinvert.io.files import BatchFile, LocalTraining, UpdateFile, save_batch, save_update
 from gradinvert.labels import find_last_linear, multiset_accuracy, restore_labels
 from gradinvert.labels.methods import (
     bias_lower_bound,
@@ -26,6 +25,7 @@ from gradinvert.labels.methods import (
     present_classes,
 )
 from gradinvert.models import InputSpec, build_model, model_spec, trust_code
+from gradinvert.runtime.errors import InvalidInputError, UsageError
 
 TESTS = Path(__file__).parent
 SIZE = 16

@@ -18,10 +18,10 @@ from safetensors import safe_open
 from typer.testing import CliRunner
 
 from gradinvert.cli.main import app
-from gradinvert.files import LocalTraining, load_batch, save_update
 from gradinvert.generators import load_generator, load_generator_file
 from gradinvert.invert.engine import Engine
 from gradinvert.invert.spaces import LatentSpace, SharedWeightSpace
+from gradinvert.io.files import LocalTraining, load_batch, save_update
 from gradinvert.models import trust_code
 from gradinvert.priors.learn import (
     LearnPriorConfig,
@@ -164,7 +164,7 @@ def test_cli_learns_from_update_files_alone(
         raise AssertionError("learn-prior opened an image or a batch file")
 
     monkeypatch.setattr("PIL.Image.open", no_images)
-    monkeypatch.setattr("gradinvert.files.load_batch", no_images)
+    monkeypatch.setattr("gradinvert.io.files.load_batch", no_images)
     monkeypatch.chdir(stream)
     out, samples = tmp_path / "G.safetensors", tmp_path / "g.png"
     result = invoke(*_cli(Path("."), out, "--samples", samples, "--samples-every", 2))

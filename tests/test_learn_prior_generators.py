@@ -11,12 +11,12 @@ from invert_support import make_update, one_thread  # noqa: F401 (fixture)
 from typer.testing import CliRunner
 
 from gradinvert.cli.main import app
-from gradinvert.errors import InvalidInputError
-from gradinvert.files import load_batch, save_update
 from gradinvert.generators import load_generator, load_generator_file, save_generator
 from gradinvert.invert.spaces import SharedWeightSpace, weight_lr_scales
+from gradinvert.io.files import load_batch, save_update
 from gradinvert.models import UntrustedCodeError, trust_code
 from gradinvert.priors.learn import LearnPriorConfig, learn_prior, run_task
+from gradinvert.runtime.errors import InvalidInputError
 
 runner = CliRunner()
 TINY = "models_for_tests:tiny_generator"

@@ -12,10 +12,9 @@ import torchvision
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from torch import nn
 
-from gradinvert.capture import CaptureConfig, capture_update
-from gradinvert.errors import InvalidInputError, UnavailableError, UsageError
-from gradinvert.files import BatchFile
-from gradinvert.images import load_images
+from gradinvert.client.capture import CaptureConfig, capture_update
+from gradinvert.io.files import BatchFile
+from gradinvert.io.images import load_images
 from gradinvert.metrics import (
     PSNR_CAP_DB,
     LpipsScorer,
@@ -37,6 +36,7 @@ from gradinvert.metrics import (
     translate,
 )
 from gradinvert.models import InputSpec, build_model, model_spec
+from gradinvert.runtime.errors import InvalidInputError, UnavailableError, UsageError
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples" / "images32"
 

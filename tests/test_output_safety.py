@@ -23,10 +23,10 @@ import torch
 from invert_support import make_update, one_thread  # noqa: F401 (fixture)
 from typer.testing import CliRunner
 
-from gradinvert import atomic
 from gradinvert.cli.main import app
-from gradinvert.files import BatchFile, save_batch, save_update
 from gradinvert.invert.engine import Engine
+from gradinvert.io import atomic
+from gradinvert.io.files import BatchFile, save_batch, save_update
 
 runner = CliRunner()
 SAMPLES = Path("samples/images32")

@@ -19,10 +19,10 @@ from invert_support import make_update, one_thread  # noqa: F401 (fixture)
 from typer.testing import CliRunner
 
 from gradinvert.cli.main import app
-from gradinvert.errors import InvalidInputError
-from gradinvert.files import save_update
+from gradinvert.io.files import save_update
 from gradinvert.models import read_state_dict
-from gradinvert.runstate import read_checkpoint_file
+from gradinvert.runtime.errors import InvalidInputError
+from gradinvert.runtime.runstate import read_checkpoint_file
 
 runner = CliRunner()
 

@@ -14,8 +14,6 @@ from torch.func import functional_call
 from typer.testing import CliRunner
 
 from gradinvert.cli.main import app
-from gradinvert.errors import UsageError
-from gradinvert.files import LocalTraining, load_batch, save_update
 from gradinvert.generators import load_generator
 from gradinvert.invert import InterruptedRun, preset, run_attack
 from gradinvert.invert.attack import _prepare, resolve_labels
@@ -23,7 +21,9 @@ from gradinvert.invert.engine import Engine
 from gradinvert.invert.priors import bn_reference
 from gradinvert.invert.spaces import LatentSpace, PixelSpace, WeightSpace
 from gradinvert.invert.stages import weight_latents
+from gradinvert.io.files import LocalTraining, load_batch, save_update
 from gradinvert.models import NORMALIZATIONS, InputSpec, trust_code
+from gradinvert.runtime.errors import UsageError
 
 CPU = torch.device("cpu")
 TINY = "models_for_tests:tiny_generator"

@@ -26,7 +26,7 @@ from typer.testing import CliRunner
 
 from gradinvert.cli.entry import import_path_without_cwd
 from gradinvert.cli.main import app
-from gradinvert.files import load_update, save_update
+from gradinvert.io.files import load_update, save_update
 from gradinvert.labels import restore_labels
 from gradinvert.models import UntrustedCodeError, trust_code
 from gradinvert.models.restore import model_from_update

@@ -8,13 +8,11 @@ from typing import Annotated
 import torch
 import typer
 
-from gradinvert.batch_input import is_batch_path, load_any_batch
-from gradinvert.capture import CaptureConfig, capture_update
 from gradinvert.cli.common import DeviceOption, console, handle_errors
-from gradinvert.defenses import DefenseConfig
-from gradinvert.device import resolve_device
-from gradinvert.errors import UsageError
-from gradinvert.files import (
+from gradinvert.client.capture import CaptureConfig, capture_update
+from gradinvert.client.defenses import DefenseConfig
+from gradinvert.io.batch_input import is_batch_path, load_any_batch
+from gradinvert.io.files import (
     BatchFile,
     LocalTraining,
     check_labels,
@@ -22,8 +20,9 @@ from gradinvert.files import (
     save_batch,
     save_update,
 )
-from gradinvert.images import expand_image_paths, load_images
-from gradinvert.labelmaps import labels_for_images
+from gradinvert.io.images import expand_image_paths, load_images
+from gradinvert.io.labelmaps import labels_for_images
+from gradinvert.io.outputs import refuse_clobbering
 from gradinvert.models import (
     NORMALIZATIONS,
     InputSpec,
@@ -32,7 +31,8 @@ from gradinvert.models import (
     model_spec,
     read_state_dict,
 )
-from gradinvert.outputs import refuse_clobbering
+from gradinvert.runtime.device import resolve_device
+from gradinvert.runtime.errors import UsageError
 
 
 def _select(count: int, start: int, batch_size: int | None) -> slice:

@@ -12,13 +12,13 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich.text import Text
 
-from gradinvert.errors import ExitCode, GradinvertError
-from gradinvert.inert import InertConsole, one_line
 from gradinvert.models.trust import CodeTrust, named_factories, trusting
-from gradinvert.runstate import sigterm_interrupts, terminated
+from gradinvert.report.console import InertConsole, one_line
+from gradinvert.runtime.errors import ExitCode, GradinvertError
+from gradinvert.runtime.runstate import sigterm_interrupts, terminated
 
 # Data goes to stdout; everything for a human goes to stderr. Strings print as they are (no
-# markup, no control characters): many of them come from files (gradinvert.inert).
+# markup, no control characters): many of them come from files (gradinvert.report.console).
 console = InertConsole(stderr=True)
 state: dict[str, bool] = {"debug": False}
 
@@ -110,6 +110,6 @@ def emit_json(data: Any, destination: str | None = "-") -> None:
         sys.stdout.write(text)
         sys.stdout.flush()
     else:
-        from gradinvert.atomic import write_text_atomic
+        from gradinvert.io.atomic import write_text_atomic
 
         write_text_atomic(destination, text)

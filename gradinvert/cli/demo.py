@@ -7,10 +7,10 @@ from typing import Annotated
 
 import typer
 
+from gradinvert.audit.demo import DemoConfig, run_demo
 from gradinvert.cli.common import DeviceOption, console, handle_errors
-from gradinvert.demo import DemoConfig, run_demo
-from gradinvert.device import resolve_device
-from gradinvert.report import summary_table
+from gradinvert.report.tables import summary_table
+from gradinvert.runtime.device import resolve_device
 
 
 @handle_errors

@@ -8,7 +8,6 @@ from typing import Annotated
 import torch
 import typer
 
-from gradinvert.batch_input import is_batch_path, load_any_batch, load_image_folder
 from gradinvert.cli.common import (
     DeviceOption,
     ModelFactoryOption,
@@ -18,10 +17,10 @@ from gradinvert.cli.common import (
     handle_errors,
     labelled,
 )
-from gradinvert.device import resolve_device
-from gradinvert.errors import ExitCode, InvalidInputError, UsageError
-from gradinvert.files import BatchFile, load_update
-from gradinvert.images import load_images
+from gradinvert.io.batch_input import is_batch_path, load_any_batch, load_image_folder
+from gradinvert.io.files import BatchFile, load_update
+from gradinvert.io.images import load_images
+from gradinvert.io.outputs import refuse_clobbering
 from gradinvert.metrics import (
     LPIPS_NETS,
     MATCH_METHODS,
@@ -32,8 +31,10 @@ from gradinvert.metrics import (
     resolve_lpips,
 )
 from gradinvert.metrics.gates import gate_figure
-from gradinvert.outputs import refuse_clobbering
-from gradinvert.report import images_table, save_result_grid, summary_table
+from gradinvert.report.grid import save_result_grid
+from gradinvert.report.tables import images_table, summary_table
+from gradinvert.runtime.device import resolve_device
+from gradinvert.runtime.errors import ExitCode, InvalidInputError, UsageError
 
 
 def _load_pool(sources: list[Path], shape: tuple[int, int, int]) -> torch.Tensor | None:

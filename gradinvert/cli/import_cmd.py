@@ -8,14 +8,14 @@ from typing import Annotated
 import typer
 
 from gradinvert.cli.common import console, handle_errors
-from gradinvert.errors import UsageError
-from gradinvert.files import LocalTraining, save_update
-from gradinvert.import_update import ClientSettings, build_update, read_inputs
-from gradinvert.memory import estimate_import
+from gradinvert.client.import_update import ClientSettings, build_update, read_inputs
+from gradinvert.io.files import LocalTraining, save_update
+from gradinvert.io.outputs import refuse_clobbering
 from gradinvert.models import NORMALIZATIONS, InputSpec, model_spec
 from gradinvert.models.footprint import meta_model
-from gradinvert.outputs import refuse_clobbering
-from gradinvert.resources import MaxMemoryOption, check_memory
+from gradinvert.runtime.errors import UsageError
+from gradinvert.runtime.memory import estimate_import
+from gradinvert.runtime.resources import MaxMemoryOption, check_memory
 
 
 def parse_shape(text: str) -> tuple[int, int, int]:

@@ -10,10 +10,10 @@ import typer
 from rich.table import Table
 
 from gradinvert.cli.common import console, emit_json, handle_errors
-from gradinvert.inspect_file import summarize
-from gradinvert.memory import estimate_inspect
-from gradinvert.resources import MaxMemoryOption, check_memory
-from gradinvert.tensorfile import read_header
+from gradinvert.io.describe import summarize
+from gradinvert.io.tensorfile import read_header
+from gradinvert.runtime.memory import estimate_inspect
+from gradinvert.runtime.resources import MaxMemoryOption, check_memory
 
 
 def _human_bytes(count: int) -> str:

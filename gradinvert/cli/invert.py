@@ -9,7 +9,6 @@ import numpy as np
 import typer
 from PIL import Image
 
-from gradinvert.atomic import make_folder
 from gradinvert.cli.common import (
     DeviceOption,
     ModelFactoryOption,
@@ -17,15 +16,16 @@ from gradinvert.cli.common import (
     console,
     handle_errors,
 )
-from gradinvert.device import resolve_device
-from gradinvert.errors import UsageError
-from gradinvert.files import BatchFile, load_update, parse_labels, read_update_shapes, save_batch
 from gradinvert.invert import PRESETS, preset, run_attack
-from gradinvert.invert.allocator import keep_freed_memory
-from gradinvert.memory import invert_estimate
-from gradinvert.outputs import refuse_checkpoint_overwrite, refuse_clobbering
-from gradinvert.report import save_png
-from gradinvert.resources import MaxMemoryOption, check_memory
+from gradinvert.io.atomic import make_folder
+from gradinvert.io.files import BatchFile, load_update, parse_labels, read_update_shapes, save_batch
+from gradinvert.io.outputs import refuse_checkpoint_overwrite, refuse_clobbering
+from gradinvert.report.grid import save_png
+from gradinvert.runtime.allocator import keep_freed_memory
+from gradinvert.runtime.device import resolve_device
+from gradinvert.runtime.errors import UsageError
+from gradinvert.runtime.memory import invert_estimate
+from gradinvert.runtime.resources import MaxMemoryOption, check_memory
 
 
 def _paragraph(*parts: str) -> str:

@@ -14,19 +14,19 @@ from gradinvert.cli.common import (
     emit_json,
     handle_errors,
 )
-from gradinvert.errors import InvalidInputError, UsageError
-from gradinvert.files import (
+from gradinvert.io.files import (
     labels_document,
     load_batch,
     load_update,
     read_update_shapes,
     write_labels,
 )
+from gradinvert.io.outputs import refuse_clobbering
 from gradinvert.labels import multiset_accuracy, restore_labels
-from gradinvert.memory import estimate_labels
 from gradinvert.models.footprint import update_footprint
-from gradinvert.outputs import refuse_clobbering
-from gradinvert.resources import MaxMemoryOption, check_memory
+from gradinvert.runtime.errors import InvalidInputError, UsageError
+from gradinvert.runtime.memory import estimate_labels
+from gradinvert.runtime.resources import MaxMemoryOption, check_memory
 
 
 @handle_errors

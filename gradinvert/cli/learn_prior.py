@@ -14,10 +14,7 @@ from gradinvert.cli.common import (
     console,
     handle_errors,
 )
-from gradinvert.device import resolve_device
-from gradinvert.errors import UsageError
-from gradinvert.memory import learn_prior_estimate
-from gradinvert.outputs import refuse_checkpoint_overwrite, refuse_clobbering
+from gradinvert.io.outputs import refuse_checkpoint_overwrite, refuse_clobbering
 from gradinvert.priors.learn import (
     LearnPriorConfig,
     expand_update_paths,
@@ -25,7 +22,10 @@ from gradinvert.priors.learn import (
     learn_prior,
     save_learned_prior,
 )
-from gradinvert.resources import MaxMemoryOption, check_memory
+from gradinvert.runtime.device import resolve_device
+from gradinvert.runtime.errors import UsageError
+from gradinvert.runtime.memory import learn_prior_estimate
+from gradinvert.runtime.resources import MaxMemoryOption, check_memory
 
 HELP = "\n\n".join(
     [

@@ -7,7 +7,6 @@ from typing import Annotated
 import typer
 
 from gradinvert import __version__
-from gradinvert.atomic import set_public_outputs
 from gradinvert.cli import capture, import_cmd, inspect
 from gradinvert.cli import demo as demo_cmd
 from gradinvert.cli import evaluate as evaluate_cmd
@@ -18,6 +17,7 @@ from gradinvert.cli import report as report_cmd
 from gradinvert.cli import train_inverter as train_inverter_cmd
 from gradinvert.cli import train_prior as train_prior_cmd
 from gradinvert.cli.common import state
+from gradinvert.io.atomic import set_public_outputs
 
 app = typer.Typer(
     name="gradinvert",

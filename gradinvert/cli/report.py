@@ -7,11 +7,11 @@ from typing import Annotated
 
 import typer
 
-from gradinvert.atomic import write_text_atomic
-from gradinvert.audit import load_run, render_report, verdict
 from gradinvert.cli.common import console, handle_errors
+from gradinvert.io.atomic import write_text_atomic
+from gradinvert.io.outputs import refuse_clobbering
 from gradinvert.metrics import parse_gate
-from gradinvert.outputs import refuse_clobbering
+from gradinvert.report import load_run, render_report, verdict
 
 
 @handle_errors

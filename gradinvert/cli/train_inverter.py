@@ -16,15 +16,15 @@ from gradinvert.cli.common import (
     console,
     handle_errors,
 )
-from gradinvert.device import resolve_device
-from gradinvert.errors import UsageError
-from gradinvert.files import load_update, read_update_shapes
 from gradinvert.inverter import TrainInverterConfig, save_inverter, train_inverter
 from gradinvert.inverter.footprint import estimate_train_inverter
 from gradinvert.inverter.train import PAIRS_CACHE_NAMES
+from gradinvert.io.files import load_update, read_update_shapes
+from gradinvert.io.outputs import refuse_checkpoint_overwrite, refuse_clobbering
 from gradinvert.models.footprint import check_update_model
-from gradinvert.outputs import refuse_checkpoint_overwrite, refuse_clobbering
-from gradinvert.resources import MaxMemoryOption, check_memory
+from gradinvert.runtime.device import resolve_device
+from gradinvert.runtime.errors import UsageError
+from gradinvert.runtime.resources import MaxMemoryOption, check_memory
 
 HELP = "\n\n".join(
     [

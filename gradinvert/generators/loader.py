@@ -9,12 +9,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from gradinvert.errors import InvalidInputError, MissingInputError, UsageError
-from gradinvert.files import is_gradinvert_file
 from gradinvert.generators.dcgan import SIZES, DCGANGenerator, dcgan_init_
 from gradinvert.generators.store import FILE_KIND, load_generator_file
+from gradinvert.io.files import is_gradinvert_file
 from gradinvert.models.registry import import_factory, load_state, read_state_dict
 from gradinvert.models.trust import require_trusted
+from gradinvert.runtime.errors import InvalidInputError, MissingInputError, UsageError
 
 NAMED = ("dcgan",)
 FACTORY = "factory"  # the architecture name of a generator file made from a user factory

@@ -15,13 +15,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from gradinvert.errors import InvalidInputError
-from gradinvert.file_schemas import DcganArch, GeneratorMetadata, validate_generator_metadata
-from gradinvert.files import _common_metadata, _require_schema, _save
 from gradinvert.generators.dcgan import DCGANGenerator
+from gradinvert.io.file_schemas import DcganArch, GeneratorMetadata, validate_generator_metadata
+from gradinvert.io.files import _common_metadata, _require_schema, _save
+from gradinvert.io.tensorfile import Header, read_header, read_tensors
 from gradinvert.models.footprint import on_meta
 from gradinvert.models.registry import state_problems
-from gradinvert.tensorfile import Header, read_header, read_tensors
+from gradinvert.runtime.errors import InvalidInputError
 
 FILE_KIND = "generator"
 

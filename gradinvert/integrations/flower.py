@@ -36,12 +36,12 @@ except ImportError as exc:  # pragma: no cover - depends on the optional extra
         "gradinvert.integrations.flower needs Flower: pip install 'gradinvert[flower]'"
     ) from exc
 
-from gradinvert.errors import GradinvertError
-from gradinvert.files import LocalTraining, save_update
-from gradinvert.import_update import ClientSettings, StateInputs, build_update
-from gradinvert.inert import one_line
+from gradinvert.client.import_update import ClientSettings, StateInputs, build_update
+from gradinvert.io.files import LocalTraining, save_update
 from gradinvert.models import NORMALIZATIONS, InputSpec, model_spec
 from gradinvert.models.trust import CodeTrust, named_factories, trusting
+from gradinvert.report.console import one_line
+from gradinvert.runtime.errors import GradinvertError
 
 log = logging.getLogger(__name__)
 

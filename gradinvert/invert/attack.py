@@ -16,8 +16,6 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from gradinvert.errors import InvalidInputError, MissingInputError, UnavailableError, UsageError
-from gradinvert.files import BatchFile, UpdateFile, check_labels
 from gradinvert.invert.assume import assume_local_training
 from gradinvert.invert.config import AttackConfig
 from gradinvert.invert.engine import Engine, Progress, fingerprint, read_checkpoint
@@ -25,7 +23,14 @@ from gradinvert.invert.objectives import select_layers
 from gradinvert.invert.priors import bn_reference
 from gradinvert.invert.simulate import Simulator, Victim, build_victim
 from gradinvert.invert.stages import build_space, plan_stages, weight_latents
-from gradinvert.runstate import stderr_progress
+from gradinvert.io.files import BatchFile, UpdateFile, check_labels
+from gradinvert.runtime.errors import (
+    InvalidInputError,
+    MissingInputError,
+    UnavailableError,
+    UsageError,
+)
+from gradinvert.runtime.runstate import stderr_progress
 
 if TYPE_CHECKING:
     from gradinvert.generators import Generator

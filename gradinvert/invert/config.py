@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from gradinvert.errors import UsageError
+from gradinvert.runtime.errors import UsageError
 
 OPTIMIZERS = ("adam", "signed-adam", "lbfgs")
 OBJECTIVES = ("l2", "sql2", "cosine", "layer-cosine")

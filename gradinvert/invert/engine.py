@@ -32,8 +32,6 @@ from typing import Any
 import torch
 from torch.func import grad, grad_and_value, vmap
 
-from gradinvert.errors import ExitCode, GradinvertError, InvalidInputError, one_line
-from gradinvert.file_schemas import InvertCheckpoint, validate_checkpoint
 from gradinvert.invert.calibrate import TERMS, StartPull, bn_terms, calibrated_weights
 from gradinvert.invert.config import AttackConfig
 from gradinvert.invert.priors import (
@@ -45,8 +43,10 @@ from gradinvert.invert.priors import (
 )
 from gradinvert.invert.simulate import Simulator
 from gradinvert.invert.spaces import Params, PixelSpace, SearchSpace
+from gradinvert.io.file_schemas import InvertCheckpoint, validate_checkpoint
 from gradinvert.models.spec import InputSpec
-from gradinvert.runstate import (
+from gradinvert.runtime.errors import ExitCode, GradinvertError, InvalidInputError, one_line
+from gradinvert.runtime.runstate import (
     Interruptible,
     check_optimizer_state,
     check_same_run,

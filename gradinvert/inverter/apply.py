@@ -9,10 +9,10 @@ from typing import Any
 
 import torch
 
-from gradinvert.errors import InvalidInputError
-from gradinvert.files import BatchFile, UpdateFile
 from gradinvert.inverter.base import stack_encoded
 from gradinvert.inverter.store import InverterFile, InverterHeader
+from gradinvert.io.files import BatchFile, UpdateFile
+from gradinvert.runtime.errors import InvalidInputError
 
 Log = Callable[[str], None]
 

@@ -2,7 +2,7 @@
 estimated from the files' headers and the inverter built on the meta device, before anything
 is read or allocated.
 
-Bytes, as in :mod:`gradinvert.memory` (W: the inverter's weights and buffers, M the template
+Bytes, as in :mod:`gradinvert.runtime.memory` (W: the inverter's weights and buffers, M the template
 model's, E the encoded elements of one update, A the activation elements of one forward pass
 over one encoded update, B the batch, D = C·H·W):
 
@@ -19,12 +19,12 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from gradinvert.files import UpdateFile
 from gradinvert.inverter.base import Inverter, stack_encoded
 from gradinvert.inverter.store import InverterHeader, _NotOnMeta, build_inverter
-from gradinvert.memory import FLOAT, UNKNOWN_ACTIVATIONS, _millions, file_bytes
+from gradinvert.io.files import UpdateFile
 from gradinvert.models.footprint import count_outputs, on_meta
-from gradinvert.resources import Estimate
+from gradinvert.runtime.memory import FLOAT, UNKNOWN_ACTIVATIONS, _millions, file_bytes
+from gradinvert.runtime.resources import Estimate
 
 if TYPE_CHECKING:
     from gradinvert.inverter.train import TrainInverterConfig

@@ -18,16 +18,16 @@ from typing import Any
 
 import torch
 
-from gradinvert.errors import GradinvertError, InvalidInputError, UsageError, one_line
-from gradinvert.file_schemas import InverterMetadata, validate_inverter_metadata
-from gradinvert.files import LocalTraining, UpdateFile, _common_metadata, _require_schema, _save
 from gradinvert.invert.engine import fingerprint
 from gradinvert.inverter.base import Inverter
+from gradinvert.io.file_schemas import InverterMetadata, validate_inverter_metadata
+from gradinvert.io.files import LocalTraining, UpdateFile, _common_metadata, _require_schema, _save
+from gradinvert.io.tensorfile import Header, read_header, read_tensors
 from gradinvert.models.fit import tensor_problems
 from gradinvert.models.footprint import meta_model, on_meta
 from gradinvert.models.restore import model_from_update
 from gradinvert.models.spec import InputSpec, ModelSpec
-from gradinvert.tensorfile import Header, read_header, read_tensors
+from gradinvert.runtime.errors import GradinvertError, InvalidInputError, UsageError, one_line
 
 FILE_KIND = "inverter"
 ARCHES = ("git", "mlp")

@@ -27,16 +27,16 @@ from typing import Any
 import torch
 from scipy.optimize import linear_sum_assignment
 
-from gradinvert.atomic import make_folder
-from gradinvert.defenses import DefenseConfig, apply_defenses
-from gradinvert.errors import InvalidInputError, MissingInputError, UsageError, one_line
-from gradinvert.file_schemas import TrainInverterCheckpoint, validate_checkpoint
-from gradinvert.files import UpdateFile, _save, read_safetensors
+from gradinvert.client.defenses import DefenseConfig, apply_defenses
 from gradinvert.invert.engine import InterruptedRun, fingerprint
 from gradinvert.inverter.base import Inverter, Tensors, stack_encoded
 from gradinvert.inverter.pairs import PairMaker, chunks
 from gradinvert.inverter.store import ARCHES, build_inverter, template_record
-from gradinvert.runstate import (
+from gradinvert.io.atomic import make_folder
+from gradinvert.io.file_schemas import TrainInverterCheckpoint, validate_checkpoint
+from gradinvert.io.files import UpdateFile, _save, read_safetensors
+from gradinvert.runtime.errors import InvalidInputError, MissingInputError, UsageError, one_line
+from gradinvert.runtime.runstate import (
     Interruptible,
     check_optimizer_state,
     check_same_run,

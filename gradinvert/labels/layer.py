@@ -8,11 +8,11 @@ from functools import lru_cache
 
 import torch
 
-from gradinvert.errors import InvalidInputError
-from gradinvert.files import UpdateFile
+from gradinvert.io.files import UpdateFile
 from gradinvert.models import build_model
 from gradinvert.models.classifier import LastLayer, find_last_linear
 from gradinvert.models.spec import ModelSpec
+from gradinvert.runtime.errors import InvalidInputError
 
 
 @dataclass

@@ -3,7 +3,7 @@
 The model an update file describes is built on PyTorch's ``meta`` device, where tensors have
 shapes but no storage: a hostile description (a billion classes, a huge width) costs nothing.
 Its state dict is compared with the file's tensors, and one meta forward pass counts the
-activations a sample produces, for the memory estimates of :mod:`gradinvert.resources`.
+activations a sample produces, for the memory estimates of :mod:`gradinvert.runtime.resources`.
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from gradinvert.errors import GradinvertError, InvalidInputError, one_line
-from gradinvert.files import UpdateFile
+from gradinvert.io.files import UpdateFile
 from gradinvert.models.registry import build_model, state_problems
 from gradinvert.models.spec import ModelSpec
 from gradinvert.models.trust import UntrustedCodeError
+from gradinvert.runtime.errors import GradinvertError, InvalidInputError, one_line
 
 
 @dataclass(frozen=True)

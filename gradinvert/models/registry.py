@@ -15,12 +15,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from gradinvert.errors import InvalidInputError, UsageError
+from gradinvert.io.tensorfile import load_pt, read_header, read_tensors
 from gradinvert.models.fit import tensor_problems
 from gradinvert.models.small import ConvNet, LeNet, cifar_resnet18
 from gradinvert.models.spec import ModelSpec
 from gradinvert.models.trust import require_trusted
-from gradinvert.tensorfile import load_pt, read_header, read_tensors
+from gradinvert.runtime.errors import InvalidInputError, UsageError
 
 ModelFactory = Callable[..., nn.Module]
 _REGISTRY: dict[str, ModelFactory] = {}
@@ -141,7 +141,7 @@ def build_model(spec: ModelSpec, init_seed: int | None = 0) -> nn.Module:
 
 def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     """A state dict from safetensors or a ``.pt`` file, its sizes checked against the bytes the
-    file holds before any value is read (:mod:`gradinvert.tensorfile`); ``.pt`` values stay
+    file holds before any value is read (:mod:`gradinvert.io.tensorfile`); ``.pt`` values stay
     mapped from the file until used, so a caller compares names and shapes first."""
     if Path(path).suffix == ".safetensors":
         state: Any = read_tensors(read_header(path))

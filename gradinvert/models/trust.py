@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
 
-from gradinvert.errors import InvalidInputError
+from gradinvert.runtime.errors import InvalidInputError
 
 
 @dataclass(frozen=True)

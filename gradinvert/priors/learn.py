@@ -45,18 +45,18 @@ from typing import Any
 
 import torch
 
-from gradinvert.errors import InvalidInputError, MissingInputError, UsageError
-from gradinvert.file_schemas import LearnPriorCheckpoint, validate_checkpoint
-from gradinvert.files import UpdateFile, load_update, parse_labels
 from gradinvert.generators import Generator, arch_record, load_generator, save_generator
 from gradinvert.invert.attack import _hand_over, _prepare, check_update, resolve_labels
 from gradinvert.invert.config import AttackConfig, preset
 from gradinvert.invert.engine import Engine, InterruptedRun, fingerprint
 from gradinvert.invert.spaces import LatentSpace, SearchSpace, SharedWeightSpace
 from gradinvert.invert.stages import Stage, plan_stages
+from gradinvert.io.file_schemas import LearnPriorCheckpoint, validate_checkpoint
+from gradinvert.io.files import UpdateFile, load_update, parse_labels
 from gradinvert.priors.train import SAMPLE_COUNT, canonical_images, images_hash, render_samples
-from gradinvert.report import save_png
-from gradinvert.runstate import (
+from gradinvert.report.grid import save_png
+from gradinvert.runtime.errors import InvalidInputError, MissingInputError, UsageError
+from gradinvert.runtime.runstate import (
     Interruptible,
     check_optimizer_state,
     check_tensors_fit,

@@ -35,8 +35,6 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from gradinvert.errors import GradinvertError, InvalidInputError, MissingInputError, UsageError
-from gradinvert.file_schemas import TrainPriorCheckpoint, validate_checkpoint
 from gradinvert.generators import (
     DCGANDiscriminator,
     DCGANGenerator,
@@ -44,10 +42,17 @@ from gradinvert.generators import (
     save_generator,
 )
 from gradinvert.generators.dcgan import SIZES
-from gradinvert.images import expand_image_paths, load_images
 from gradinvert.invert.engine import InterruptedRun, fingerprint
-from gradinvert.report import save_png
-from gradinvert.runstate import (
+from gradinvert.io.file_schemas import TrainPriorCheckpoint, validate_checkpoint
+from gradinvert.io.images import expand_image_paths, load_images
+from gradinvert.report.grid import save_png
+from gradinvert.runtime.errors import (
+    GradinvertError,
+    InvalidInputError,
+    MissingInputError,
+    UsageError,
+)
+from gradinvert.runtime.runstate import (
     Interruptible,
     check_optimizer_state,
     check_tensors_fit,

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import torch
 
-from gradinvert.errors import InvalidInputError
-from gradinvert.schema import MAX_SIDE
+from gradinvert.io.update_schema import MAX_SIDE
+from gradinvert.runtime.errors import InvalidInputError
 
 Tensors = dict[str, torch.Tensor]
 

@@ -35,7 +35,7 @@ from typing import Any
 import torch
 from safetensors import safe_open
 
-from gradinvert.errors import InvalidInputError, MissingInputError
+from gradinvert.runtime.errors import InvalidInputError, MissingInputError
 
 MAX_TENSORS = 20_000  # per file (safetensors entries, .pt storages and tensors)
 MAX_HEADER_BYTES = 16 * 2**20  # a safetensors JSON header

@@ -1,5 +1,5 @@
 """Schemas of the generator, inverter, labels and checkpoint files (the update file's is in
-:mod:`gradinvert.schema`), validated with pydantic before any value reaches a constructor.
+:mod:`gradinvert.io.update_schema`), validated with pydantic before any value reaches a constructor.
 
 Every size a constructor receives has a bound, far above any setting gradinvert or the papers
 use, so that a hostile file is refused (exit 65, every problem at once) before anything is built:
@@ -45,8 +45,8 @@ from pydantic import (
     model_validator,
 )
 
-from gradinvert.errors import InvalidInputError, MissingInputError
-from gradinvert.schema import (
+from gradinvert.io.tensorfile import MAX_DIMS, MAX_TENSORS
+from gradinvert.io.update_schema import (
     MAX_CLASSES,
     DefenseEntry,
     InputMeta,
@@ -54,7 +54,7 @@ from gradinvert.schema import (
     ModelMeta,
     validation_message,
 )
-from gradinvert.tensorfile import MAX_DIMS, MAX_TENSORS
+from gradinvert.runtime.errors import InvalidInputError, MissingInputError
 
 Model = TypeVar("Model", bound=BaseModel)
 

@@ -1,6 +1,7 @@
 """Memory bounds: refuse a run whose estimated memory exceeds what the machine can give.
 
-A run states its estimate (:class:`Estimate`, from :mod:`gradinvert.memory`); ``check_memory``
+A run states its estimate (:class:`Estimate`, from :mod:`gradinvert.runtime.memory`);
+``check_memory``
 compares it with ``--max-memory`` or, by default, a share of the device's memory, and raises
 ``UnavailableError`` (exit 69) with one line naming both figures before anything is allocated.
 """
@@ -15,7 +16,7 @@ from typing import Annotated
 import torch
 import typer
 
-from gradinvert.errors import UnavailableError, UsageError
+from gradinvert.runtime.errors import UnavailableError, UsageError
 
 # The default bound: this share of the machine's RAM (of the GPU's memory on CUDA), leaving
 # room for the Python process itself, the OS and other jobs.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from gradinvert.errors import UnavailableError, UsageError
+from gradinvert.runtime.errors import UnavailableError, UsageError
 
 
 def resolve_device(name: str = "auto") -> torch.device:

@@ -16,9 +16,9 @@ from typing import Any
 
 import torch
 
-from gradinvert.batch_input import load_any_batch
-from gradinvert.errors import GradinvertError, InvalidInputError, MissingInputError
-from gradinvert.files import load_update
+from gradinvert.io.batch_input import load_any_batch
+from gradinvert.io.files import load_update
+from gradinvert.runtime.errors import GradinvertError, InvalidInputError, MissingInputError
 
 # The settings compared across runs, in table order (None: not known for that run).
 SETTINGS = (

@@ -5,10 +5,10 @@ from __future__ import annotations
 import io
 from typing import Any
 
-from gradinvert.audit.runs import Run
-from gradinvert.inert import inert
 from gradinvert.metrics import Gate
 from gradinvert.metrics.gates import gate_figure
+from gradinvert.report.console import inert
+from gradinvert.report.runs import Run
 
 PANELS = (("psnr", "PSNR (dB)"), ("ssim", "SSIM"), ("label_acc", "label accuracy"))
 

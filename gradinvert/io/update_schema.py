@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, Json, JsonValue, ValidationError, model_validator
 
-from gradinvert.errors import InvalidInputError
+from gradinvert.runtime.errors import InvalidInputError
 
 # Bounds that keep a declared value sane; each is far above any real FL setting.
 MAX_SIDE = 4096  # input height / width in pixels

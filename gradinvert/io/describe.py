@@ -6,9 +6,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from gradinvert.errors import InvalidInputError
-from gradinvert.files import _json_field, file_type, load_batch, load_update
-from gradinvert.tensorfile import read_header
+from gradinvert.io.files import _json_field, file_type, load_batch, load_update
+from gradinvert.io.tensorfile import read_header
+from gradinvert.runtime.errors import InvalidInputError
 
 
 def _factory_named(record: object, key: str) -> str | None:

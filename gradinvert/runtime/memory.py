@@ -31,10 +31,10 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from gradinvert.files import UpdateFile
+from gradinvert.io.files import UpdateFile
+from gradinvert.io.tensorfile import Header
 from gradinvert.models.footprint import Footprint, activations_per_sample
-from gradinvert.resources import Estimate
-from gradinvert.tensorfile import Header
+from gradinvert.runtime.resources import Estimate
 
 if TYPE_CHECKING:
     from gradinvert.invert.config import AttackConfig
@@ -213,7 +213,7 @@ def learn_prior_estimate(
     A task is a latent search of ``restarts`` seeds over one update's batch plus one shared,
     fine-tuned copy of the generator: ``estimate_invert`` in the ``z`` space.
     """
-    from gradinvert.files import read_update_shapes
+    from gradinvert.io.files import read_update_shapes
     from gradinvert.models.footprint import update_footprint
 
     largest = Estimate("learn-prior", 0, "no updates")

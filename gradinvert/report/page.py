@@ -9,11 +9,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from gradinvert import __version__
-from gradinvert.audit.plot import sweep_plot_png
-from gradinvert.audit.runs import SETTINGS, Run, swept_setting
 from gradinvert.metrics import Gate, check_gates
 from gradinvert.metrics.gates import gate_figure
-from gradinvert.report import result_grid
+from gradinvert.report.grid import result_grid
+from gradinvert.report.plot import sweep_plot_png
+from gradinvert.report.runs import SETTINGS, Run, swept_setting
 
 STYLE = """
 body { font-family: sans-serif; margin: 2em; color: #222; max-width: 1400px; }

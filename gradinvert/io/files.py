@@ -17,12 +17,12 @@ from typing import Any, Literal
 import torch
 from safetensors.torch import save as save_bytes
 
-from gradinvert.atomic import atomic_path, write_text_atomic
-from gradinvert.errors import GradinvertError, InvalidInputError, UsageError
+from gradinvert.io.atomic import atomic_path, write_text_atomic
+from gradinvert.io.tensorcheck import as_float32, batch_problems, raise_problems, update_problems
+from gradinvert.io.tensorfile import Header, read_header, read_metadata, read_tensors
+from gradinvert.io.update_schema import UpdateMetadata, validate_update_metadata
 from gradinvert.models.spec import InputSpec, ModelSpec
-from gradinvert.schema import UpdateMetadata, validate_update_metadata
-from gradinvert.tensorcheck import as_float32, batch_problems, raise_problems, update_problems
-from gradinvert.tensorfile import Header, read_header, read_metadata, read_tensors
+from gradinvert.runtime.errors import GradinvertError, InvalidInputError, UsageError
 
 SCHEMA_VERSION = "1"
 UpdateKind = Literal["gradient", "delta"]
@@ -83,7 +83,7 @@ def read_safetensors(
     path: str | os.PathLike[str],
 ) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """All tensors and the metadata of a safetensors file, its header checked first
-    (:func:`gradinvert.tensorfile.read_header`), with clear errors."""
+    (:func:`gradinvert.io.tensorfile.read_header`), with clear errors."""
     header = read_header(path)
     return read_tensors(header), header.metadata
 
@@ -290,7 +290,7 @@ def _update_file(
 
 def save_batch(batch: BatchFile, path: str | os.PathLike[str], deterministic: bool = False) -> None:
     """Write a batch file atomically and owner-only (images of people's data; see
-    :mod:`gradinvert.atomic`); structured metadata values are JSON-encoded.
+    :mod:`gradinvert.io.atomic`); structured metadata values are JSON-encoded.
 
     ``deterministic`` leaves out the wall-clock ``created`` stamp, so the same batch and
     metadata always give a byte-identical file (``invert`` output).
@@ -344,7 +344,7 @@ def parse_labels(value: str) -> list[int]:
     """Labels from a labels file (JSON object or list) or an inline list such as ``3,3,7,1``."""
     path = Path(value)
     if path.suffix.lower() == ".json" or path.exists():
-        from gradinvert.file_schemas import read_json_file, validate_labels
+        from gradinvert.io.file_schemas import read_json_file, validate_labels
 
         return validate_labels(str(path), read_json_file(path))
     try:

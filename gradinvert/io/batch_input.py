@@ -8,12 +8,12 @@ from pathlib import Path
 
 import torch
 
-from gradinvert.errors import InvalidInputError, UsageError
-from gradinvert.files import BatchFile, file_type, is_gradinvert_file, load_batch
-from gradinvert.images import expand_image_paths, load_images
-from gradinvert.labelmaps import labels_for_images
-from gradinvert.tensorcheck import batch_problems, raise_problems
-from gradinvert.tensorfile import read_header, read_metadata, read_tensors
+from gradinvert.io.files import BatchFile, file_type, is_gradinvert_file, load_batch
+from gradinvert.io.images import expand_image_paths, load_images
+from gradinvert.io.labelmaps import labels_for_images
+from gradinvert.io.tensorcheck import batch_problems, raise_problems
+from gradinvert.io.tensorfile import read_header, read_metadata, read_tensors
+from gradinvert.runtime.errors import InvalidInputError, UsageError
 
 Loaded = tuple[BatchFile, str | None]  # the batch and a one-line note on how it was read
 

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 import torch
 
-from gradinvert.errors import UsageError
+from gradinvert.runtime.errors import UsageError
 
 Tensors = dict[str, torch.Tensor]
 

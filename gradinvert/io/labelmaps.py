@@ -6,9 +6,9 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from gradinvert.errors import InvalidInputError
-from gradinvert.file_schemas import read_json_file, validate_label_map
-from gradinvert.files import parse_labels
+from gradinvert.io.file_schemas import read_json_file, validate_label_map
+from gradinvert.io.files import parse_labels
+from gradinvert.runtime.errors import InvalidInputError
 
 LABELS_MAP_NAME = "labels.json"
 

@@ -10,11 +10,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gradinvert.bnstats import record_bn_inputs
-from gradinvert.defenses import DefenseConfig, apply_defenses
-from gradinvert.errors import UsageError
-from gradinvert.files import LocalTraining, UpdateFile
+from gradinvert.client.bnstats import record_bn_inputs
+from gradinvert.client.defenses import DefenseConfig, apply_defenses
+from gradinvert.io.files import LocalTraining, UpdateFile
 from gradinvert.models.spec import InputSpec, ModelSpec
+from gradinvert.runtime.errors import UsageError
 
 
 @dataclass

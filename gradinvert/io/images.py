@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from gradinvert.errors import InvalidInputError, MissingInputError, UsageError
+from gradinvert.runtime.errors import InvalidInputError, MissingInputError, UsageError
 
 # Pillow's default bound (it warns above it and refuses above twice it): no image gradinvert
 # attacks comes near it, and a header claiming more is refused before any pixel is decoded.

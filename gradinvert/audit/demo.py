@@ -10,10 +10,9 @@ from typing import Any
 
 import torch
 
-from gradinvert.atomic import write_text_atomic
-from gradinvert.capture import CaptureConfig, capture_update
-from gradinvert.errors import MissingInputError
-from gradinvert.files import (
+from gradinvert.client.capture import CaptureConfig, capture_update
+from gradinvert.io.atomic import write_text_atomic
+from gradinvert.io.files import (
     BatchFile,
     labels_document,
     load_batch,
@@ -22,9 +21,10 @@ from gradinvert.files import (
     save_update,
     write_labels,
 )
-from gradinvert.images import load_images
+from gradinvert.io.images import load_images
+from gradinvert.io.outputs import refuse_clobbering
 from gradinvert.models import NORMALIZATIONS, InputSpec, build_model, model_spec
-from gradinvert.outputs import refuse_clobbering
+from gradinvert.runtime.errors import MissingInputError
 
 Log = Callable[[str], None]
 DEMO_FILES = (
@@ -93,7 +93,7 @@ def run_demo(config: DemoConfig, log: Log = print, progress: bool = True) -> dic
     from gradinvert.invert import preset, run_attack
     from gradinvert.labels import restore_labels
     from gradinvert.metrics import evaluate_batches
-    from gradinvert.report import save_result_grid
+    from gradinvert.report.grid import save_result_grid
 
     out = config.out
     folder = config.samples or default_samples_dir()

@@ -108,7 +108,7 @@ def stderr_progress(title: str, fields: str) -> Any:
         TimeRemainingColumn,
     )
 
-    from gradinvert.inert import stderr_console
+    from gradinvert.report.console import stderr_console
 
     return Progress(
         TextColumn(title, style="bold", markup=False),
@@ -123,7 +123,7 @@ def stderr_progress(title: str, fields: str) -> Any:
 
 def write_checkpoint(path: Path, state: dict[str, Any]) -> None:
     """Write a checkpoint dict atomically and owner-only with ``torch.save``."""
-    from gradinvert.atomic import atomic_path
+    from gradinvert.io.atomic import atomic_path
 
     with atomic_path(path, private=True) as tmp:
         torch.save(state, tmp)
@@ -131,8 +131,8 @@ def write_checkpoint(path: Path, state: dict[str, Any]) -> None:
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
     """A checkpoint file's dict, read as any untrusted ``.pt`` file (:func:`load_pt`)."""
-    from gradinvert.errors import InvalidInputError
-    from gradinvert.tensorfile import load_pt
+    from gradinvert.io.tensorfile import load_pt
+    from gradinvert.runtime.errors import InvalidInputError
 
     state = load_pt(path, "checkpoint")
     if not isinstance(state, dict):
@@ -145,7 +145,7 @@ def read_checkpoint_file(path: Path, expected_format: str, what: str) -> dict[st
 
     ``what`` names the command in errors ("invert", "train-inverter", ...).
     """
-    from gradinvert.errors import InvalidInputError, MissingInputError
+    from gradinvert.runtime.errors import InvalidInputError, MissingInputError
 
     if not Path(path).exists():
         raise MissingInputError(f"{path}: no checkpoint to resume from")
@@ -157,7 +157,7 @@ def read_checkpoint_file(path: Path, expected_format: str, what: str) -> dict[st
 
 def check_same_run(state: dict[str, Any], run_id: str, source: str, inputs: str) -> None:
     """Refuse (exit 2) a checkpoint whose run fingerprint differs; ``inputs`` says what may."""
-    from gradinvert.errors import UsageError
+    from gradinvert.runtime.errors import UsageError
 
     if state.get("run_id") != run_id:
         raise UsageError(
@@ -176,8 +176,8 @@ def check_tensors_fit(
 ) -> None:
     """Refuse (exit 65) saved tensors whose names, shapes or dtypes differ from the run's own,
     before any value is copied (a copy would broadcast or fail half-way)."""
-    from gradinvert.errors import InvalidInputError
     from gradinvert.models.fit import tensor_problems
+    from gradinvert.runtime.errors import InvalidInputError
 
     problems = tensor_problems(live, saved, check_finite=False)
     if problems:
@@ -187,7 +187,7 @@ def check_tensors_fit(
 def check_optimizer_state(source: str, optimizer: torch.optim.Optimizer, saved: Any) -> None:
     """Refuse (exit 65) a saved optimizer state whose per-parameter tensors do not have their
     parameters' shapes (``load_state_dict`` checks only the group sizes)."""
-    from gradinvert.errors import InvalidInputError
+    from gradinvert.runtime.errors import InvalidInputError
 
     params = [p for group in optimizer.param_groups for p in group["params"]]
     state = saved.get("state") if isinstance(saved, dict) else None

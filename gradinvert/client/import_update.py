@@ -17,11 +17,11 @@ from typing import Literal
 import torch
 from torch import nn
 
-from gradinvert.capture import global_state
-from gradinvert.errors import InvalidInputError, UsageError
-from gradinvert.files import LocalTraining, UpdateFile
+from gradinvert.client.capture import global_state
+from gradinvert.io.files import LocalTraining, UpdateFile
 from gradinvert.models import InputSpec, ModelSpec, build_model, read_state_dict
 from gradinvert.models.fit import describe_problems, tensor_problems
+from gradinvert.runtime.errors import InvalidInputError, UsageError
 
 Tensors = dict[str, torch.Tensor]
 

@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
-from gradinvert.errors import UsageError
+from gradinvert.runtime.errors import UsageError
 
 PathLike = str | os.PathLike[str]
 
