@@ -23,7 +23,8 @@ from common import flat_own_colour, split_photos
 from gias_search import _scores
 
 from gradinvert.client.capture import CaptureConfig, capture_update
-from gradinvert.invert import preset, run_attack
+from gradinvert.config import preset
+from gradinvert.invert import run_attack
 from gradinvert.models import NORMALIZATIONS, InputSpec, build_model, model_spec
 
 

@@ -19,7 +19,8 @@ from common import SAMPLES
 from gias_search import _scores
 
 from gradinvert.client.capture import CaptureConfig, capture_update
-from gradinvert.invert import preset, run_attack
+from gradinvert.config import preset
+from gradinvert.invert import run_attack
 from gradinvert.io.images import load_images
 from gradinvert.models import NORMALIZATIONS, InputSpec, build_model, model_spec
 

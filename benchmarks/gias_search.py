@@ -43,7 +43,8 @@ from common import RESULTS, SAMPLES, flat_own_colour, write_result
 
 from gradinvert.client.capture import CaptureConfig, capture_update
 from gradinvert.client.defenses import DefenseConfig
-from gradinvert.invert import preset, run_attack
+from gradinvert.config import preset
+from gradinvert.invert import run_attack
 from gradinvert.io.images import load_images
 from gradinvert.metrics import assign, pairwise_mse, psnr, ssim
 from gradinvert.models import NORMALIZATIONS, InputSpec, build_model, model_spec

@@ -39,7 +39,8 @@ def measure(search: str, seeds: int, iterations: int, device_name: str) -> dict[
     from gias_search import validation_batch
 
     from gradinvert.client.capture import CaptureConfig, capture_update
-    from gradinvert.invert import preset, run_attack
+    from gradinvert.config import preset
+    from gradinvert.invert import run_attack
     from gradinvert.models import NORMALIZATIONS, InputSpec, build_model, model_spec
     from gradinvert.runtime.allocator import keep_freed_memory
     from gradinvert.runtime.device import resolve_device

@@ -54,8 +54,9 @@ from gias_search import _scores
 
 from gradinvert.client.capture import CaptureConfig, capture_update
 from gradinvert.client.defenses import DefenseConfig
+from gradinvert.config import preset
 from gradinvert.generators import Generator, load_generator, save_generator
-from gradinvert.invert import preset, run_attack
+from gradinvert.invert import run_attack
 from gradinvert.invert.attack import resolve_labels
 from gradinvert.io.files import save_update
 from gradinvert.io.images import load_images

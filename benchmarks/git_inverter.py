@@ -47,7 +47,8 @@ from common import RESULTS, SAMPLES, write_result
 
 from gradinvert.client.capture import CaptureConfig, capture_update, local_sgd_delta
 from gradinvert.client.defenses import DefenseConfig
-from gradinvert.invert import preset, run_attack
+from gradinvert.config import preset
+from gradinvert.invert import run_attack
 from gradinvert.inverter import TrainInverterConfig, estimate, train_inverter
 from gradinvert.inverter.store import InverterFile, load_inverter, save_inverter
 from gradinvert.io.files import UpdateFile

@@ -26,7 +26,8 @@ import torch
 from common import RESULTS, sample_photos, write_result
 
 from gradinvert.client.capture import CaptureConfig, capture_update
-from gradinvert.invert import preset, run_attack
+from gradinvert.config import preset
+from gradinvert.invert import run_attack
 from gradinvert.invert.engine import Engine
 from gradinvert.metrics import assign, pairwise_mse, psnr
 from gradinvert.models import NORMALIZATIONS, InputSpec, build_model, model_spec

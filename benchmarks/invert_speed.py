@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from common import RESULTS, write_result
 
 from gradinvert.client.capture import CaptureConfig, capture_update
-from gradinvert.invert import preset
+from gradinvert.config import preset
 from gradinvert.invert.attack import _prepare, resolve_labels
 from gradinvert.invert.engine import Engine
 from gradinvert.invert.priors import bn_reference

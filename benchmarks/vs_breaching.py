@@ -45,7 +45,8 @@ from gias_search import _scores
 from safetensors.torch import load_file, save_file
 
 from gradinvert.client.capture import CaptureConfig, capture_update
-from gradinvert.invert import preset, run_attack
+from gradinvert.config import preset
+from gradinvert.invert import run_attack
 from gradinvert.invert.engine import Engine, Progress
 from gradinvert.invert.group import group_targets
 from gradinvert.io.files import UpdateFile

@@ -16,7 +16,8 @@ from invert_support import (  # noqa: F401 (fixture)
 )
 
 from gradinvert.client.capture import local_sgd_delta, minibatch_schedule
-from gradinvert.invert import DivergedError, InterruptedRun, preset, run_attack
+from gradinvert.config import preset
+from gradinvert.invert import DivergedError, InterruptedRun, run_attack
 from gradinvert.invert.attack import _prepare, resolve_labels
 from gradinvert.invert.engine import MAX_RESETS, Engine
 from gradinvert.io.files import LocalTraining

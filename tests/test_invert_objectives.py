@@ -9,9 +9,9 @@ import pytest
 import torch
 from invert_support import make_update, one_thread  # noqa: F401 (fixture)
 
-from gradinvert.invert import preset
+from gradinvert.config import preset
+from gradinvert.config.attack import PRESETS, AttackConfig, preset_table
 from gradinvert.invert.attack import _prepare, resolve_labels
-from gradinvert.invert.config import PRESETS, AttackConfig, preset_table
 from gradinvert.invert.engine import lr_at
 from gradinvert.invert.objectives import GradientDistance, select_layers
 from gradinvert.invert.priors import bn_prior, bn_reference, l2_norm, total_variation

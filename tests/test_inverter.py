@@ -16,7 +16,8 @@ from typer.testing import CliRunner
 from gradinvert.cli.main import app
 from gradinvert.client.capture import CaptureConfig, capture_update
 from gradinvert.client.defenses import DefenseConfig
-from gradinvert.invert import preset, run_attack
+from gradinvert.config import preset
+from gradinvert.invert import run_attack
 from gradinvert.invert.engine import InterruptedRun
 from gradinvert.invert.spaces import PixelSpace
 from gradinvert.inverter import (

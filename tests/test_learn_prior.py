@@ -142,7 +142,7 @@ def test_penalty_hook_and_the_shared_copy_space() -> None:
     expected = update.input.normalize((generator.module(z["z"][0]) + 1) / 2)
     torch.testing.assert_close(images[0], expected)
     # the penalty reaches the loss: the engine's total grows by exactly z_norm·||z||
-    from gradinvert.invert import preset
+    from gradinvert.config import preset
     from gradinvert.invert.attack import _prepare, resolve_labels
 
     config = preset("gias", seeds=1, iterations=2, latent_iterations=2)

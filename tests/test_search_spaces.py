@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,8 +13,9 @@ from torch.func import functional_call
 from typer.testing import CliRunner
 
 from gradinvert.cli.main import app
+from gradinvert.config import preset
 from gradinvert.generators import load_generator
-from gradinvert.invert import InterruptedRun, preset, run_attack
+from gradinvert.invert import InterruptedRun, run_attack
 from gradinvert.invert.attack import _prepare, resolve_labels
 from gradinvert.invert.engine import Engine
 from gradinvert.invert.priors import bn_reference
@@ -101,7 +101,7 @@ def test_latent_space_gradients_match_plain_autograd(
         z = engine.params["z"][seed].clone().requires_grad_()
         x = _to_model_space(update, generator.module(z))
         target = targets[seed] if seeds > 1 else torch.zeros_like(x)
-        config_seed = config if seeds > 1 else dataclasses.replace(config, group=0.0)
+        config_seed = config if seeds > 1 else config.model_copy(update=dict(group=0.0))
         expected = reference_seed_loss(update, labels, config_seed, x, target)
         (expected_grad,) = torch.autograd.grad(expected, z)
         assert float(total[seed]) == pytest.approx(expected.item(), rel=1e-5)
@@ -137,7 +137,7 @@ def test_weight_space_gradients_match_separate_generator_copies(seeds: int) -> N
             copies.append(out[0])
         x = _to_model_space(update, torch.stack(copies))
         target = targets[seed] if seeds > 1 else torch.zeros_like(x)
-        config_seed = config if seeds > 1 else dataclasses.replace(config, group=0.0)
+        config_seed = config if seeds > 1 else config.model_copy(update=dict(group=0.0))
         expected = reference_seed_loss(update, labels, config_seed, x, target)
         assert float(total[seed]) == pytest.approx(expected.item(), rel=1e-5)
         for image in range(2):
@@ -223,7 +223,7 @@ def test_each_search_runs_deterministically_and_records_itself(search: str) -> N
         assert first["chosen_seed"] == min(range(2), key=distances.__getitem__)
         assert meta["stages"][1] == {"stage": "w", "iterations": 4, "seeds": 1}
         assert len(meta["seed_distances"]) == 1
-    c = run_attack(update, labels.tolist(), dataclasses.replace(config, seed=1), progress=False)
+    c = run_attack(update, labels.tolist(), config.model_copy(update=dict(seed=1)), progress=False)
     assert not torch.equal(a.images, c.images)
 
 
@@ -336,7 +336,7 @@ def test_cli_gias_with_a_user_generator(update_file: Path, tmp_path: Path) -> No
         (["--search", "w", "--generator", "models_for_tests:tiny_generator_16px"], 65, "16, 16"),
         (["--search", "z", "--generator", "models_for_tests:tiny_generator_grey"], 65, "(1, 8"),
         (["--search", "w", "--generator", "missing.safetensors"], 66, "no such generator"),
-        (["--search", "q"], 2, "--search 'q'"),
+        (["--search", "q"], 2, "--search: Input should be 'x', 'z', 'w' or 'zw' (got 'q')"),
     ],
 )
 def test_cli_bad_generators(
@@ -381,7 +381,7 @@ def test_generator_lr_is_relative_to_each_weight_tensor(scale: str) -> None:
     space = WeightSpace(
         shape, update.input, CPU, generator, latents, relative_lr=scale == "relative"
     )
-    stage_config = dataclasses.replace(config, lr=config.generator_lr, scheduler="none")
+    stage_config = config.model_copy(update=dict(lr=config.generator_lr, scheduler="none"))
     engine = Engine(simulator, stage_config, shape, update.input, 4, False, None, CPU, space=space)
     before = {n: p.clone() for n, p in engine.params.items()}
     engine.step()

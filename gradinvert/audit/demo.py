@@ -90,7 +90,8 @@ def _sample_batch(config: DemoConfig) -> tuple[torch.Tensor, list[int], list[str
 
 def run_demo(config: DemoConfig, log: Log = print, progress: bool = True) -> dict[str, Any]:
     """Run the whole chain, leaving every intermediate file in ``config.out``; return the scores."""
-    from gradinvert.invert import preset, run_attack
+    from gradinvert.config import preset
+    from gradinvert.invert import run_attack
     from gradinvert.labels import restore_labels
     from gradinvert.metrics import evaluate_batches
     from gradinvert.report.grid import save_result_grid

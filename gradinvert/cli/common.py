@@ -113,3 +113,10 @@ def emit_json(data: Any, destination: str | None = "-") -> None:
         from gradinvert.io.atomic import write_text_atomic
 
         write_text_atomic(destination, text)
+
+
+def parse_labels_option(value: str) -> list[int]:
+    """``--labels``: an inline list such as ``3,3,7,1`` or a labels JSON file."""
+    from gradinvert.io.files import parse_labels
+
+    return parse_labels(value)

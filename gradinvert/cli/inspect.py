@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -30,11 +31,25 @@ def inspect(
     file: Annotated[Path, typer.Argument(help="An update, batch, generator or inverter file.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON to stdout.")] = False,
     max_memory: MaxMemoryOption = None,
+    print_config: Annotated[
+        bool,
+        typer.Option(
+            "--print-config",
+            help="Print the settings the run that wrote FILE used, as TOML (replay them with "
+            "that command's --config).",
+        ),
+    ] = False,
 ) -> None:
     """Summarize a gradinvert file: kind, model, batch, input, defenses, tensors and size.
 
     Exit codes: 65 invalid file, 66 missing, 69 more memory needed than --max-memory.
     """
+    if print_config:
+        from gradinvert.config.base import recorded_settings
+        from gradinvert.io.describe import recorded_config
+
+        sys.stdout.write(recorded_settings(recorded_config(file), str(file)).to_toml())
+        return
     check_memory(estimate_inspect(read_header(file)), max_memory)
     summary = summarize(file)
     if as_json:

@@ -8,7 +8,6 @@ in that best seed's frame and slot order.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from gradinvert.config.attack import AttackConfig
 from gradinvert.invert.assume import assume_local_training
-from gradinvert.invert.config import AttackConfig
 from gradinvert.invert.engine import Engine, Progress, fingerprint, read_checkpoint
 from gradinvert.invert.objectives import select_layers
 from gradinvert.invert.priors import bn_reference
@@ -163,8 +162,7 @@ def run_attack(
     ``generator``: the generator of ``--search z|w|zw``; by default ``config.generator`` is
     loaded (:func:`gradinvert.generators.load_generator`).
     """
-    config = copy.deepcopy(config)
-    config.validate()
+    config = type(config).model_validate(config.model_dump())  # a validated private copy
     device = torch.device(device)
     say = log or (lambda _message: None)
     if checkpoint_every < 1:
@@ -416,7 +414,7 @@ def _result(
     metadata = {
         "source": "invert",
         "attack": config.attack,
-        "config": config.to_dict(),
+        "config": config.record(),
         "seed": config.seed,
         "update_kind": update.kind,
         "model": update.model.to_dict(),

@@ -32,8 +32,8 @@ from typing import Any
 import torch
 from torch.func import grad, grad_and_value, vmap
 
+from gradinvert.config.attack import AttackConfig
 from gradinvert.invert.calibrate import TERMS, StartPull, bn_terms, calibrated_weights
-from gradinvert.invert.config import AttackConfig
 from gradinvert.invert.priors import (
     BnReference,
     bn_prior,

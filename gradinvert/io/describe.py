@@ -144,3 +144,39 @@ def summarize(path: str | os.PathLike[str]) -> dict[str, Any]:
     else:
         raise InvalidInputError(f"{Path(path)}: unknown gradinvert file kind {kind!r}")
     return summary
+
+
+MAX_JSON_BYTES = 50_000_000
+
+
+def recorded_config(path: str | os.PathLike[str]) -> Any:
+    """The settings record an output file carries: the ``config`` metadata of a safetensors
+    file, or the ``config`` key of a JSON output (labels, scores)."""
+    import json
+
+    path = Path(path)
+    if not path.is_file():
+        from gradinvert.runtime.errors import MissingInputError
+
+        raise MissingInputError(f"{path}: no such file")
+    if path.suffix == ".json":
+        if path.stat().st_size > MAX_JSON_BYTES:
+            raise InvalidInputError(f"{path}: a JSON file over {MAX_JSON_BYTES} bytes")
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            raise InvalidInputError(f"{path}: not a JSON file") from None
+        return data.get("config") if isinstance(data, dict) else None
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as handle:
+            metadata = dict(handle.metadata() or {})
+    except Exception as exc:  # safetensors raises several types for corrupt input
+        raise InvalidInputError(f"{path}: not a readable safetensors file ({exc})") from None
+    if "config" not in metadata:
+        return None
+    try:
+        return json.loads(metadata["config"])
+    except (ValueError, RecursionError):
+        raise InvalidInputError(f"{path}: metadata 'config' is not valid JSON") from None

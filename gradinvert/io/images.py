@@ -87,3 +87,27 @@ def load_images(
     if len(shapes) > 1:
         raise UsageError(f"images have different sizes {sorted(shapes)[:3]}: give --size")
     return torch.stack(images), paths
+
+
+PNG_NAMES = r"\d{3}_label\d+\.png"  # what save_pngs writes: png_name(index, label)
+
+
+def png_name(index: int, label: int) -> str:
+    """The file name of a batch's image in a PNG folder: index and label."""
+    return f"{index:03d}_label{int(label)}.png"
+
+
+def save_pngs(images: torch.Tensor, labels: torch.Tensor, folder: Path) -> None:
+    """Every image of a batch as ``NNN_labelL.png`` in ``folder``; the folder (created when
+    absent) and the files are owner-only: they hold images of people's data."""
+    import numpy as np
+
+    from gradinvert.io.atomic import atomic_path, make_folder
+
+    make_folder(folder, private=True)
+    for index, (image, label) in enumerate(zip(images, labels, strict=True)):
+        array = (image.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
+        if array.shape[2] == 1:
+            array = array[:, :, 0]
+        with atomic_path(folder / png_name(index, label), private=True) as tmp:
+            Image.fromarray(np.ascontiguousarray(array)).save(tmp, format="PNG")

@@ -45,9 +45,9 @@ from typing import Any
 
 import torch
 
+from gradinvert.config.attack import AttackConfig, preset
 from gradinvert.generators import Generator, arch_record, load_generator, save_generator
 from gradinvert.invert.attack import _hand_over, _prepare, check_update, resolve_labels
-from gradinvert.invert.config import AttackConfig, preset
 from gradinvert.invert.engine import Engine, InterruptedRun, fingerprint
 from gradinvert.invert.spaces import LatentSpace, SearchSpace, SharedWeightSpace
 from gradinvert.invert.stages import Stage, plan_stages

@@ -37,7 +37,7 @@ from gradinvert.models.footprint import Footprint, activations_per_sample
 from gradinvert.runtime.resources import Estimate
 
 if TYPE_CHECKING:
-    from gradinvert.invert.config import AttackConfig
+    from gradinvert.config.attack import AttackConfig
     from gradinvert.priors.train import TrainPriorConfig
 
 FLOAT = 4
