@@ -9,8 +9,9 @@ import torch
 import typer
 
 from gradinvert.cli.common import DeviceOption, console, handle_errors
-from gradinvert.client.capture import CaptureConfig, capture_update
+from gradinvert.client.capture import CaptureConfig, capture_clients, capture_update
 from gradinvert.client.defenses import DefenseConfig
+from gradinvert.client.dpsgd import DPConfig, describe_privacy
 from gradinvert.io.batch_input import is_batch_path, load_any_batch
 from gradinvert.io.files import (
     BatchFile,
@@ -159,6 +160,53 @@ def capture(
         float | None,
         typer.Option("--prune", help="Fraction of each tensor's smallest entries set to zero."),
     ] = None,
+    sign: Annotated[
+        bool, typer.Option("--sign", help="signSGD: share each entry's sign only (last step).")
+    ] = False,
+    quantize: Annotated[
+        int | None,
+        typer.Option(
+            "--quantize",
+            metavar="BITS",
+            help="Stochastic uniform quantization per tensor (QSGD-style, unbiased, seeded): "
+            "1 sign bit and 2^(BITS-1)-1 levels of the tensor's largest magnitude (last step).",
+        ),
+    ] = None,
+    dp_clip: Annotated[
+        float | None,
+        typer.Option("--dp-clip", help="DP-SGD: clip each example's gradient to L2 norm C."),
+    ] = None,
+    dp_noise_multiplier: Annotated[
+        float | None,
+        typer.Option(
+            "--dp-noise-multiplier",
+            help="DP-SGD: noise N(0, (z·C)²) per coordinate on the clipped sum (needs --dp-clip).",
+        ),
+    ] = None,
+    dataset_size: Annotated[
+        int | None,
+        typer.Option(
+            "--dataset-size",
+            help="DP-SGD: the client's dataset size N (sampling rate = step batch / N); "
+            "without it no ε is computed.",
+        ),
+    ] = None,
+    dp_delta: Annotated[float, typer.Option("--dp-delta", help="DP-SGD: the δ of (ε, δ).")] = 1e-5,
+    rounds: Annotated[
+        int,
+        typer.Option("--rounds", help="DP-SGD: FL rounds the budget covers (steps = R × local)."),
+    ] = 1,
+    dp_accountant: Annotated[
+        str, typer.Option("--dp-accountant", help="DP-SGD accountant (Opacus): rdp or prv.")
+    ] = "rdp",
+    clients: Annotated[
+        int,
+        typer.Option(
+            "--clients",
+            help="Simulate M clients on consecutive batches of --batch-size (client i seeded "
+            "--seed + i) and write their secure aggregate; --truth gets the union.",
+        ),
+    ] = 1,
     seed: Annotated[int, typer.Option("--seed", help="Seed for shuffling, noise, dropout.")] = 0,
     device: DeviceOption = "auto",
 ) -> None:
@@ -172,14 +220,41 @@ def capture(
     By default the update is one gradient of the mean cross-entropy. With --local-steps the
     client runs plain SGD and shares the weight delta (new − old); minibatches are consecutive
     slices of the batch in order, wrapping around, unless --shuffle is given.
+
+    Defenses, in this order: DP-SGD (--dp-clip, --dp-noise-multiplier: per-example clipping
+    and noise in every gradient step, ε from Opacus's accountant), --prune, --clip, --noise,
+    then --sign or --quantize; --clients M then shows only the M clients' secure aggregate.
     """
+    problems = []
     if mode not in ("train", "eval"):
-        raise UsageError("--mode must be train or eval")
+        problems.append("--mode must be train or eval")
     if normalize not in NORMALIZATIONS:
-        raise UsageError(f"--normalize must be one of {', '.join(NORMALIZATIONS)}")
+        problems.append(f"--normalize must be one of {', '.join(NORMALIZATIONS)}")
+    if dp_noise_multiplier is not None and dp_clip is None:
+        problems.append("--dp-noise-multiplier needs --dp-clip C")
+    if dp_clip is None and (dataset_size is not None or rounds != 1):
+        problems.append("--dataset-size and --rounds are DP-SGD's accounting: give --dp-clip")
+    if clients < 1:
+        problems.append(f"--clients {clients}: must be at least 1")
+    dp = None
+    if dp_clip is not None:
+        dp = DPConfig(
+            dp_clip,
+            dp_noise_multiplier or 0.0,
+            dataset_size,
+            dp_delta,
+            rounds,
+            dp_accountant,  # type: ignore[arg-type]
+        )
+        problems += dp.problems()
+    defense = DefenseConfig(clip, noise, noise_kind, prune, sign, quantize)  # type: ignore[arg-type]
+    problems += defense.problems()
+    if problems:
+        raise UsageError("; ".join(problems))
     refuse_clobbering([*images, labels, weights], {"--out": out, "--truth": truth})
     torch_device = resolve_device(device)
-    pixels, label_list, names = _load_inputs(images, size, labels, start, batch_size)
+    wanted = None if batch_size is None else batch_size * clients
+    pixels, label_list, names = _load_inputs(images, size, labels, start, wanted)
     if label_list is None:
         raise UsageError(
             "no labels: give --labels (inline list, labels JSON file, or a map of file names "
@@ -196,16 +271,24 @@ def capture(
         load_state(net, read_state_dict(weights), str(weights))
     local = None
     if local_steps > 0:
-        local = LocalTraining(local_steps, local_lr, local_batch_size or pixels.shape[0], shuffle)
+        local = LocalTraining(
+            local_steps, local_lr, local_batch_size or pixels.shape[0] // clients, shuffle
+        )
     config = CaptureConfig(
         mode=mode,  # type: ignore[arg-type]
         local=local,
-        defense=DefenseConfig(clip, noise, noise_kind, prune),  # type: ignore[arg-type]
+        defense=defense,
         share_bn_stats=share_bn_stats,
         seed=seed,
+        dp=dp,
     )
     label_tensor = torch.tensor(label_list, dtype=torch.long)
-    update = capture_update(net, spec, input_spec, pixels, label_tensor, config, torch_device)
+    if clients > 1:
+        update, _ = capture_clients(
+            net, spec, input_spec, pixels, label_tensor, config, clients, torch_device
+        )
+    else:
+        update = capture_update(net, spec, input_spec, pixels, label_tensor, config, torch_device)
     save_update(update, out)
     if truth is not None:
         save_batch(
@@ -217,7 +300,12 @@ def capture(
             truth,
         )
     what = "gradient" if local is None else f"FedAvg delta ({local.steps} local steps)"
+    if clients > 1:
+        what = f"secure aggregate of {clients} clients' {what}s"
     console.print(
         f"captured {what} of {spec.arch} on {pixels.shape[0]} images "
         f"{tuple(pixels.shape[1:])} -> {out}" + (f", truth -> {truth}" if truth else "")
     )
+    for entry in update.defense:
+        if entry.get("name") == "dp-sgd":
+            console.print(describe_privacy(entry), soft_wrap=True)

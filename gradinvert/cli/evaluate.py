@@ -206,6 +206,8 @@ def evaluate(
         for g in gates
     ]
 
+    for line in result.get("privacy", []):
+        console.print(f"privacy of the attacked update: {line}", soft_wrap=True)
     for note in result["warnings"]:
         console.print(labelled("warning:", "yellow", note), soft_wrap=True)
     if result["images"]:

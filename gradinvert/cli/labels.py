@@ -86,6 +86,8 @@ def labels(
         console.print(f"auto chose method {result.method} ({result.details['reason']})")
     else:
         console.print(f"method {result.method}")
+    for line in result.details.get("assumes", []):
+        console.print(f"assumes: {line}", soft_wrap=True)
     if truth_labels is not None:
         accuracy = multiset_accuracy(result.labels, truth_labels)
         document["accuracy"] = accuracy

@@ -110,15 +110,15 @@ class AccountingMeta(_Strict):
     """A DP-SGD entry's privacy accounting: ε at δ and the accountant's inputs."""
 
     accountant: Literal["rdp", "prv"]
-    library: Text = ""
+    library: Text | None = None
     delta: Annotated[float, Field(gt=0, lt=1)]
     rounds: Annotated[int, Field(ge=1, le=MAX_ROUNDS)]
     steps: Annotated[int, Field(ge=1, le=MAX_ROUNDS * MAX_LOCAL_STEPS)]
     dataset_size: Annotated[int, Field(ge=1, le=MAX_DATASET)] | None = None
     sample_rate: Annotated[float, Field(gt=0, le=1)] | None = None
     epsilon: NonNegative | None = None
-    sampling: Text = ""
-    note: Text = ""
+    sampling: Text | None = None
+    note: Text | None = None
 
 
 class DpSgdMeta(_Strict):
@@ -132,7 +132,7 @@ class DpSgdMeta(_Strict):
     local_steps: Annotated[int, Field(ge=1, le=MAX_LOCAL_STEPS)] = 1
     clipped_examples: Annotated[int, Field(ge=0)] | None = None
     examples_seen: Annotated[int, Field(ge=0)] | None = None
-    per_example: Text = ""
+    per_example: Text | None = None
     noise_seed: Annotated[int, Field(ge=0)] | None = None
     accounting: AccountingMeta | None = None
 

@@ -30,6 +30,10 @@ SETTINGS = (
     "noise",
     "clip",
     "prune",
+    "dp_noise_multiplier",
+    "epsilon",
+    "clients",
+    "compression",
     "iterations",
     "seeds",
     "local_steps",
@@ -80,11 +84,30 @@ def _find(value: Any, base: Path) -> Path | None:
     return None
 
 
-def defense_settings(defense: list[dict[str, Any]]) -> dict[str, float]:
-    """noise (std or Laplace scale), clip (max norm) and prune (fraction) of an update; 0: off."""
-    found = {"noise": 0.0, "clip": 0.0, "prune": 0.0}
+def defense_settings(defense: list[dict[str, Any]]) -> dict[str, Any]:
+    """noise (std or Laplace scale), clip (max norm) and prune (fraction) of an update (0: off);
+    DP-SGD's noise multiplier and ε (None: no DP-SGD or ε unknown), the clients of a secure
+    aggregate and the compression (sign or quantize:BITS); None: not used."""
+    found: dict[str, Any] = {
+        "noise": 0.0,
+        "clip": 0.0,
+        "prune": 0.0,
+        "dp_noise_multiplier": None,
+        "epsilon": None,
+        "clients": None,
+        "compression": None,
+    }
     for entry in defense:
         name = entry.get("name")
+        if name == "dp-sgd":
+            found["dp_noise_multiplier"] = entry.get("noise_multiplier")
+            found["epsilon"] = (entry.get("accounting") or {}).get("epsilon")
+        elif name == "secure-aggregation":
+            found["clients"] = entry.get("clients", 1)
+        elif name == "sign":
+            found["compression"] = "sign"
+        elif name == "quantize":
+            found["compression"] = f"quantize:{entry.get('bits')}"
         if name == "noise":
             found["noise"] = float(entry.get("std") or entry.get("scale") or 0.0)
         elif name == "clip":
@@ -158,4 +181,6 @@ def swept_setting(runs: list[Run]) -> tuple[str | None, list[str]]:
     """The one setting the runs differ in (None when they differ in none or several), and
     every setting that differs."""
     differing = [key for key in SETTINGS if len({repr(r.settings.get(key)) for r in runs}) > 1]
+    if set(differing) == {"dp_noise_multiplier", "epsilon"}:
+        return "epsilon", differing  # ε follows from the noise multiplier: plot against it
     return (differing[0] if len(differing) == 1 else None), differing
