@@ -17,6 +17,7 @@ from gradinvert.cli.common import (
     handle_errors,
     labelled,
 )
+from gradinvert.client.aggregate import union_truth
 from gradinvert.io.batch_input import is_batch_path, load_any_batch, load_image_folder
 from gradinvert.io.files import BatchFile, load_update
 from gradinvert.io.images import load_images
@@ -74,10 +75,11 @@ def _shape(batch: BatchFile) -> tuple[int, int, int]:
 def evaluate(
     recon: Annotated[Path, typer.Argument(help="Reconstructed batch file.", metavar="RECON")],
     truth: Annotated[
-        Path,
+        list[Path],
         typer.Option(
             "--truth",
-            help="Ground truth: a batch file, plain images/labels safetensors, or an image folder.",
+            help="Ground truth: a batch file, plain images/labels safetensors, or an image folder; "
+            "repeat for their union (e.g. the members of a secure aggregate, in order).",
         ),
     ],
     truth_labels: Annotated[
@@ -161,18 +163,21 @@ def evaluate(
     if lpips == "off" and lpips_needed:
         raise UsageError("--lpips off conflicts with --match lpips / --fail-above lpips=...")
     refuse_clobbering(
-        [recon, truth, truth_labels, lpips_weights, *(pool or []), update],
+        [recon, *truth, truth_labels, lpips_weights, *(pool or []), update],
         {"--json": json_out, "--grid": grid},
     )
     torch_device = resolve_device(device)
 
     recon_batch = _read(load_any_batch(recon))
-    if truth.is_dir():
-        truth_batch = _read(load_image_folder(truth, truth_labels, _shape(recon_batch)))
-    elif truth_labels is not None:
-        raise UsageError("--truth-labels is for a --truth folder of images")
-    else:
-        truth_batch = _read(load_any_batch(truth))
+    if truth_labels is not None and (len(truth) != 1 or not truth[0].is_dir()):
+        raise UsageError("--truth-labels is for one --truth folder of images")
+    parts = [
+        _read(load_image_folder(path, truth_labels, _shape(recon_batch)))
+        if path.is_dir()
+        else _read(load_any_batch(path))
+        for path in truth
+    ]
+    truth_batch = parts[0] if len(parts) == 1 else union_truth(parts, [str(p) for p in truth])
     update_file = load_update(update) if update is not None else None
     pool_images = _load_pool(list(pool or []), tuple(truth_batch.images.shape[1:]))
     scorer, warning = resolve_lpips(
@@ -193,7 +198,8 @@ def evaluate(
     )
     if warning:
         result["warnings"].insert(0, warning)
-    result["recon"], result["truth"] = str(recon), str(truth)
+    result["recon"] = str(recon)
+    result["truth"] = str(truth[0]) if len(truth) == 1 else [str(p) for p in truth]
     result["update"] = None if update is None else str(update)
     result["pool"] = [str(p) for p in pool or []]
     tripped = check_gates(result["summary"], gates)

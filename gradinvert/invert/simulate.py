@@ -338,13 +338,21 @@ class Simulator:
     def _mean_update(self, x: torch.Tensor, soft: torch.Tensor | None) -> dict[str, torch.Tensor]:
         """The weighted mean of the members' (adapted) updates, matched tensors only."""
         total: dict[str, torch.Tensor] = {}
-        for member in self.members:
+        members = self.members
+        if self.kind == "gradient" and self._union_is_exact():
+            members = [Member(0, x.shape[0], 1.0)]  # Σ_i w_i · mean_i = the union's mean
+        for member in members:
             update = self._member_update(x, soft, member)
             update = apply_transforms({n: update[n] for n in self.matched}, self.transforms)
             for name, value in update.items():
                 weighted = value * member.weight
                 total[name] = weighted if name not in total else total[name] + weighted
         return total
+
+    def _union_is_exact(self) -> bool:
+        """A gradient aggregate equals the gradient of the union batch: mean losses, no
+        BatchNorm batch statistics and no per-member transform."""
+        return not self.victim.training and not self.transforms and self.reduction == "mean"
 
     def local_delta(
         self, x: torch.Tensor, soft: torch.Tensor | None = None

@@ -136,7 +136,8 @@ def load_run(path: str | os.PathLike[str]) -> Run:
     base = path.parent
     settings: dict[str, Any] = {}
     recon_path = _find(run.scores.get("recon"), base)
-    truth_path = _find(run.scores.get("truth"), base)
+    truths = run.scores.get("truth")
+    truth_paths = [_find(t, base) for t in (truths if isinstance(truths, list) else [truths])]
     update_ref = run.scores.get("update")
     if recon_path is not None:
         try:
@@ -166,12 +167,14 @@ def load_run(path: str | os.PathLike[str]) -> Run:
             run.notes.append(f"update not read: {exc.message}")
     elif update_ref:
         run.notes.append(f"update {update_ref!r} not found: its defense is unknown")
-    if truth_path is not None and run.recon is not None:
+    if all(p is not None for p in truth_paths) and run.recon is not None:
         try:
-            run.truth = load_any_batch(truth_path)[0].images
+            run.truth = torch.cat([load_any_batch(p)[0].images for p in truth_paths])
         except GradinvertError as exc:
             run.notes.append(f"truth not read: {exc.message}")
-    run.files = [path, *(p for p in (recon_path, update_path, truth_path) if p is not None)]
+        except RuntimeError:  # images of different shapes: no grid
+            run.notes.append("truth files of different image shapes: no grid")
+    run.files = [path, *(p for p in (recon_path, update_path, *truth_paths) if p is not None)]
     settings.setdefault("batch_size", run.summary.get("count"))
     run.settings = {key: settings.get(key) for key in SETTINGS}
     return run
