@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from gradinvert.cli.main import app
 from gradinvert.config.attack import PRESETS, AttackConfig
 from gradinvert.config.base import recorded_settings
-from gradinvert.config.invert import InvertConfig
+from gradinvert.config.invert import InvertSettings
 from gradinvert.io.files import save_update
 
 if sys.version_info >= (3, 11):
@@ -31,7 +31,7 @@ def invoke(*args: object):  # noqa: ANN201
 
 def _sample_value(name: str, default: object) -> tuple[list[str], object]:
     """Command-line words that set field ``name`` to a value other than its default."""
-    annotation = InvertConfig.model_fields[name].annotation
+    annotation = InvertSettings.model_fields[name].annotation
     choices = [a for a in typing.get_args(annotation) if isinstance(a, str)]
     flag = "--" + name.replace("_", "-")
     if name == "learn_labels":
@@ -73,7 +73,7 @@ def _printed(update: Path, *args: object) -> dict:
     return tomllib.loads(result.stdout)
 
 
-@pytest.mark.parametrize("name", [n for n in InvertConfig.model_fields if n != "schema_version"])
+@pytest.mark.parametrize("name", [n for n in InvertSettings.model_fields if n != "schema_version"])
 def test_every_option_reaches_its_field(update_file: Path, name: str) -> None:
     """Each generated option sets exactly its field (compared with the preset's own value)."""
     baseline = _printed(update_file)
@@ -146,10 +146,10 @@ def test_command_line_overrides_the_file(update_file: Path, tmp_path: Path) -> N
 
 
 def test_toml_round_trip() -> None:
-    config = InvertConfig.build({"attack": "gias", "labels": [2, 0], "generator": "g.st"})
+    config = InvertSettings.build({"attack": "gias", "labels": [2, 0], "generator": "g.st"})
     values = tomllib.loads(config.to_toml())
     assert values.pop("command") == "invert"
-    again = InvertConfig.build(file=None, cli_values=values)
+    again = InvertSettings.build(file=None, cli_values=values)
     assert again == config
 
 
