@@ -10,6 +10,7 @@ import typer
 
 from gradinvert.cli.common import (
     DeviceOption,
+    MaxMemoryOption,
     ModelFactoryOption,
     TrustCodeOption,
     console,
@@ -24,7 +25,7 @@ from gradinvert.io.outputs import refuse_checkpoint_overwrite, refuse_clobbering
 from gradinvert.models.footprint import check_update_model
 from gradinvert.runtime.device import resolve_device
 from gradinvert.runtime.errors import UsageError
-from gradinvert.runtime.resources import MaxMemoryOption, check_memory
+from gradinvert.runtime.resources import check_memory
 
 HELP = "\n\n".join(
     [
