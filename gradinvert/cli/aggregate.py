@@ -9,21 +9,21 @@ from typing import Annotated
 import typer
 
 from gradinvert.cli.common import console, handle_errors
-from gradinvert.client.aggregate import aggregate_updates, members_of, union_truth
-from gradinvert.io.files import load_batch, load_update, save_batch, save_update
-from gradinvert.io.outputs import refuse_clobbering
-from gradinvert.io.tensorfile import read_header
-from gradinvert.runtime.errors import InvalidInputError, UsageError
-from gradinvert.runtime.memory import estimate_inspect
-from gradinvert.runtime.resources import Estimate, MaxMemoryOption, check_memory
+from gradinvert.cli.options import with_settings
+from gradinvert.config.aggregate import AggregateSettings
+from gradinvert.runtime.errors import UsageError
 
 
 @handle_errors
+@with_settings(AggregateSettings)
 def aggregate(
     updates: Annotated[
         list[Path], typer.Argument(help="The clients' update files of one round (2 or more).")
     ],
-    out: Annotated[Path, typer.Option("--out", help="Aggregated update file to write.")],
+    *,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Aggregated update file to write.")
+    ] = None,
     truth: Annotated[
         list[Path] | None,
         typer.Option(
@@ -36,7 +36,7 @@ def aggregate(
         Path | None,
         typer.Option("--truth-out", help="Write the union of the --truth batches here."),
     ] = None,
-    max_memory: MaxMemoryOption = None,
+    config: AggregateSettings,
 ) -> None:
     """Secure aggregation: write the FedAvg-weighted mean (weights: batch sizes) of M clients'
     updates of the same model and round, as the server sees it under SecAgg.
@@ -49,6 +49,16 @@ def aggregate(
     round (global state), kind, loss, BN mode, defense or local training (every mismatch is
     named); 66 a file is missing; 69 more memory needed than --max-memory.
     """
+    from gradinvert.client.aggregate import aggregate_updates, members_of, union_truth
+    from gradinvert.io.files import load_batch, load_update, save_batch, save_update
+    from gradinvert.io.outputs import refuse_clobbering
+    from gradinvert.io.tensorfile import read_header
+    from gradinvert.runtime.errors import InvalidInputError
+    from gradinvert.runtime.memory import estimate_inspect
+    from gradinvert.runtime.resources import Estimate, check_memory
+
+    if out is None:
+        raise UsageError("--out is required")
     if len(updates) < 2:
         raise UsageError("aggregate needs 2 or more update files")
     if truth_out is not None and len(truth or []) != len(updates):
@@ -60,9 +70,10 @@ def aggregate(
     refuse_clobbering([*updates, *(truth or [])], {"--out": out, "--truth-out": truth_out})
     estimates = [estimate_inspect(read_header(path)) for path in updates]
     need = sum(e.bytes for e in estimates) * 2  # the members and their mean
-    check_memory(Estimate("aggregate", need, f"{len(updates)} update files", ""), max_memory)
+    check_memory(Estimate("aggregate", need, f"{len(updates)} update files", ""), config.max_memory)
     names = [str(path) for path in updates]
     result = aggregate_updates([load_update(path) for path in updates], names)
+    result.config = config.record()
     if truth_out is not None:
         batches = [load_batch(path) for path in truth or []]
         sizes = [int(m["batch_size"]) for m in members_of(result) or []]
