@@ -2,7 +2,8 @@
 with and without ``--adapt-defense`` (issue 22).
 
     python benchmarks/defense_leakage.py [--iterations 500] [--batches 1,4,8]
-        [--corpora digits,photos] [--threads 1] [--out benchmarks/results/defense_leakage]
+        [--corpora digits,photos] [--seeds 0,1] [--threads 1]
+        [--out benchmarks/results/defense_leakage]
 
 Data (DESIGN.md §8, validation only, never tuned on): digits = samples/digits32 1400 … 1499;
 photos = the validation list of samples/images32 (7 crops of the held-out photographs, so photos
@@ -12,21 +13,24 @@ and batch size attacks the same first images (M clients: the first M·B, consecu
 Victim: an untrained LeNet (DLG's: sigmoid convolutions, no normalization layer, so DP-SGD's
 per-example clipping applies as is), init seed 0, 32 px, 10 classes, normalization
 mean = std = 0.5, one FedSGD gradient of the mean cross-entropy (client seed 0; client i of an
-aggregate seed i). LeNet because the 2-core budget allows a few hundred iterations per run, and
-the ig attack gets far on it in that budget (an untrained convnet-gn stayed near 9 dB).
+aggregate seed i; with ``--seeds``, seed s shifts every client seed by s). LeNet because the
+2-core budget allows a few hundred iterations per run, and the ig attack gets far on it in that
+budget (an untrained convnet-gn stayed near 9 dB).
 
 Defenses: none; DP-SGD with C = 1 and z ∈ {0, 0.1, 0.5, 1, 2} (ε from Opacus's RDP accountant
 for the whole training: client dataset N = 1000, 100 rounds of one step, δ = 1e-5); secure
 aggregation of M ∈ {2, 4, 10} clients; top-k keeping 10 % and 1 % (``--prune 0.9/0.99``);
 signSGD; 8- and 4-bit stochastic quantization.
 
-Attack: the ``ig`` preset (cosine distance, TV, Adam) with ``--iterations`` iterations and one
-seed, labels restored from the update (``auto``), adapted (``--adapt-defense``, the default) and
-not (``--no-adapt-defense``) where the defense has a deterministic part (DP-SGD, top-k, sign);
-for noise-only parts (quantization) and secure aggregation the two are the same run. Scores:
-PSNR and SSIM after Hungarian matching, label accuracy (multiset). Results are written after
-every run to OUT.json (a rerun skips the finished ones), then OUT.md and OUT_eps.png (leakage
-against ε).
+Attack: the ``ig`` preset (cosine distance, TV, Adam on the gradient's sign) with
+``--iterations`` iterations and one restart seeded s, for every s of ``--seeds`` (the table shows
+the mean over them and, for PSNR, the range: one run of this attack is chaotic, a float rounding
+in the target can move its PSNR by several dB), labels restored from the update (``auto``),
+adapted (``--adapt-defense``, the default) and not (``--no-adapt-defense``) where the defense
+has a deterministic part (DP-SGD, top-k, sign); for noise-only parts (quantization) and secure
+aggregation the two are the same run. Scores: PSNR and SSIM after Hungarian matching, label
+accuracy (multiset). Results are written after every run to OUT.json (a rerun skips the
+finished ones), then OUT.md and OUT_eps.png (leakage against ε).
 """
 
 from __future__ import annotations
@@ -92,7 +96,7 @@ def images_of(corpus: str, count: int) -> tuple[torch.Tensor, list[int]]:
 
 
 def run_one(
-    corpus: str, batch: int, condition: Condition, adapt: bool, iterations: int
+    corpus: str, batch: int, condition: Condition, adapt: bool, iterations: int, seed: int = 0
 ) -> dict[str, Any]:
     clients = condition.clients
     images, labels = images_of(corpus, batch * clients)
@@ -102,7 +106,7 @@ def run_one(
     dp = None
     if condition.dp is not None:
         dp = DPConfig(CLIP, condition.dp, DATASET_SIZE, DELTA, ROUNDS)
-    config = CaptureConfig(dp=dp, defense=DefenseConfig(**condition.defense), seed=0)
+    config = CaptureConfig(dp=dp, defense=DefenseConfig(**condition.defense), seed=seed)
     label_tensor = torch.tensor(labels)
     if clients > 1:
         update, _ = capture_clients(model, spec, input_spec, images, label_tensor, config, clients)
@@ -112,7 +116,7 @@ def run_one(
     for entry in update.defense:
         if entry["name"] == "dp-sgd":
             epsilon = entry["accounting"]["epsilon"]
-    attack = preset("ig", iterations=iterations, seeds=1, adapt_defense=adapt)
+    attack = preset("ig", iterations=iterations, seeds=1, seed=seed, adapt_defense=adapt)
     start = time.perf_counter()
     recon = run_attack(update, None, attack, progress=False, log=lambda _message: None)
     seconds = time.perf_counter() - start
@@ -126,6 +130,7 @@ def run_one(
         "value": condition.value,
         "clients": clients,
         "adapt": adapt,
+        "seed": seed,
         "epsilon": epsilon,
         "psnr": summary["psnr"]["mean"],
         "ssim": summary["ssim"]["mean"] if summary["ssim"] else None,
@@ -137,20 +142,40 @@ def run_one(
 
 
 def _key(row: dict[str, Any]) -> str:
-    return f"{row['corpus']}|{row['batch']}|{row['condition']}|{row['adapt']}"
+    return f"{row['corpus']}|{row['batch']}|{row['condition']}|{row['adapt']}|{row.get('seed', 0)}"
 
 
-def plan(corpora: list[str], batches: list[int]) -> list[tuple[str, int, Condition, bool]]:
-    """Every run of the grid that the data allows, in the order they run."""
+def plan(
+    corpora: list[str], batches: list[int], seeds: list[int]
+) -> list[tuple[str, int, Condition, bool, int]]:
+    """Every run of the grid that the data allows, in the order they run (seed by seed)."""
     runs = []
-    for corpus in corpora:
-        for batch in batches:
-            for condition in CONDITIONS:
-                if corpus == "photos" and batch * condition.clients > PHOTO_VALIDATION:
-                    continue
-                for adapt in (True, False) if condition.adaptable else (True,):
-                    runs.append((corpus, batch, condition, adapt))
+    for seed in seeds:
+        for corpus in corpora:
+            for batch in batches:
+                for condition in CONDITIONS:
+                    if corpus == "photos" and batch * condition.clients > PHOTO_VALIDATION:
+                        continue
+                    for adapt in (True, False) if condition.adaptable else (True,):
+                        runs.append((corpus, batch, condition, adapt, seed))
     return runs
+
+
+def merged(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per setting: the mean of its seeds' scores (and PSNR's min and max)."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(_key({**row, "seed": "*"}), []).append(row)
+    out = []
+    for group in groups.values():
+        row = {**group[0], "seeds": len(group)}
+        for metric in ("psnr", "ssim", "label_acc", "seconds"):
+            values = [r[metric] for r in group if r[metric] is not None]
+            row[metric] = sum(values) / len(values) if values else None
+        row["psnr_range"] = (min(r["psnr"] for r in group), max(r["psnr"] for r in group))
+        row["seed"] = "*"
+        out.append(row)
+    return out
 
 
 def _fmt(value: Any, digits: int = 2) -> str:
@@ -159,6 +184,12 @@ def _fmt(value: Any, digits: int = 2) -> str:
     if isinstance(value, float) and math.isinf(value):
         return "∞"
     return f"{value:.{digits}f}"
+
+
+def _psnr(row: dict[str, Any]) -> str:
+    low, high = row["psnr_range"]
+    spread = f" ({low:.1f}–{high:.1f})" if row["seeds"] > 1 else ""
+    return f"{row['psnr']:.2f}{spread}"
 
 
 def _epsilon(value: float | None, family: str) -> str:
@@ -181,15 +212,15 @@ def table(rows: list[dict[str, Any]], header: str) -> str:
                 "|---|---|---|---|---|---|---|---|---|---|",
             ]
             for condition in CONDITIONS:
-                on = index.get(f"{corpus}|{batch}|{condition.name}|True")
+                on = index.get(f"{corpus}|{batch}|{condition.name}|True|*")
                 if on is None:
                     continue
-                off = index.get(f"{corpus}|{batch}|{condition.name}|False", on)
+                off = index.get(f"{corpus}|{batch}|{condition.name}|False|*", on)
                 same = off is on and not condition.adaptable
                 mark = " (same run)" if same and condition.family != "none" else ""
                 lines.append(
                     f"| {condition.name} | {_epsilon(on['epsilon'], condition.family)} | "
-                    f"{_fmt(on['psnr'])} | {_fmt(off['psnr'])}{mark} | {_fmt(on['ssim'], 3)} | "
+                    f"{_psnr(on)} | {_psnr(off)}{mark} | {_fmt(on['ssim'], 3)} | "
                     f"{_fmt(off['ssim'], 3)} | {_fmt(on['label_acc'])} | "
                     f"{_fmt(off['label_acc'])} | {on['labels_method']} | "
                     f"{on['seconds']:.0f}+{0 if off is on else off['seconds']:.0f} |"
@@ -212,7 +243,7 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
         return
     right = max(finite) * 10
     figure, axis = plt.subplots(figsize=(7, 4.2), dpi=100)
-    groups = sorted({(r["corpus"], r["batch"], r["adapt"]) for r in dp})
+    groups = sorted({(r["corpus"], r["batch"], r["adapt"]) for r in dp}, key=str)
     for corpus, batch, adapt in groups:
         points = sorted(
             (r["epsilon"] if r["epsilon"] is not None else right, r["psnr"])
@@ -245,6 +276,7 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=500)
     parser.add_argument("--batches", default="1,4,8")
     parser.add_argument("--corpora", default="digits,photos")
+    parser.add_argument("--seeds", default="0")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default=str(RESULTS / "defense_leakage"))
     args = parser.parse_args()
@@ -258,17 +290,17 @@ def main() -> None:
         if saved.get("iterations") == args.iterations:
             done = {_key(r): r for r in saved["rows"]}
     batches = [int(b) for b in args.batches.split(",")]
-    runs = plan(args.corpora.split(","), batches)
+    runs = plan(args.corpora.split(","), batches, [int(x) for x in args.seeds.split(",")])
     machine = (
         f"{platform.machine()} CPU, {args.threads} torch thread(s), torch {torch.__version__}, "
         "a machine shared with other jobs (times are indicative only)"
     )
     started = time.perf_counter()
-    for number, (corpus, batch, condition, adapt) in enumerate(runs, 1):
-        key = f"{corpus}|{batch}|{condition.name}|{adapt}"
+    for number, (corpus, batch, condition, adapt, seed) in enumerate(runs, 1):
+        key = f"{corpus}|{batch}|{condition.name}|{adapt}|{seed}"
         if key in done:
             continue
-        row = run_one(corpus, batch, condition, adapt, args.iterations)
+        row = run_one(corpus, batch, condition, adapt, args.iterations, seed)
         done[key] = row
         print(
             f"[{number}/{len(runs)}] {key}: PSNR {row['psnr']:.2f}, labels "
@@ -278,12 +310,13 @@ def main() -> None:
         )
         document = {"iterations": args.iterations, "machine": machine, "rows": list(done.values())}
         store.write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
-    rows = [done[f"{c}|{b}|{k.name}|{a}"] for c, b, k, a in runs]
+    rows = merged([done[f"{c}|{b}|{k.name}|{a}|{s}"] for c, b, k, a, s in runs])
     header = (
         "# Leakage through deployed defenses (benchmarks/defense_leakage.py)\n\n"
         f"Untrained LeNet victims, one FedSGD gradient, validation images only; "
-        f"attack: the ig preset, {args.iterations} iterations, 1 seed, labels restored from the "
-        f"update. DP-SGD: C = {CLIP:g}, ε for {ROUNDS} rounds at q = B/{DATASET_SIZE}, "
+        f"attack: the ig preset, {args.iterations} iterations, 1 restart, labels restored from the "
+        f"update; mean over attack/client seeds {args.seeds} (PSNR: min–max in brackets). "
+        f"DP-SGD: C = {CLIP:g}, ε for {ROUNDS} rounds at q = B/{DATASET_SIZE}, "
         f"δ = {DELTA:g} (Opacus RDP). Machine: {machine}. Columns: mean PSNR (dB) and SSIM over "
         "the batch after Hungarian matching, multiset label accuracy; 'adapted' = "
         "--adapt-defense (default), 'as is' = --no-adapt-defense; s = attack seconds."
