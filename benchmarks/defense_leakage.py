@@ -257,13 +257,13 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
             linestyle="-" if adapt else "--",
             label=f"{corpus} B={batch}" + (" adapted" if adapt else " as is"),
         )
-    baseline = [r["psnr"] for r in rows if r["family"] == "none"]
     axis.set_xscale("log")
+    axis.axvline(right, color="grey", linewidth=0.5)
+    axis.annotate("z = 0: clipping only, ε = ∞", (right, 0.02), xycoords=("data", "axes fraction"),
+                  rotation=90, ha="right", va="bottom", fontsize=7, color="grey")  # fmt: skip
     axis.set_xlabel("ε at δ = 1e-5 (100 rounds, q = B/1000; right edge: no noise)")
     axis.set_ylabel("PSNR (dB), mean over the batch")
     axis.set_title("Leakage against the DP-SGD privacy budget (C = 1)")
-    if baseline:
-        axis.axhline(min(baseline), color="grey", linewidth=0.5)
     axis.grid(alpha=0.3)
     axis.legend(fontsize=7, ncol=2)
     figure.tight_layout()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -173,3 +175,36 @@ def test_cli_refuses_batchnorm_and_names_every_bad_setting(tmp_path):
     for option in ("--dp-clip", "--dp-noise-multiplier", "--dp-delta", "--quantize", "--rounds"):
         assert option in result.output
     assert not (tmp_path / "u.safetensors").exists()
+
+
+def test_epsilon_reaches_inspect_evaluate_and_the_report(tmp_path):
+    from gradinvert.io.files import BatchFile, save_batch
+    from gradinvert.report.runs import Run, defense_settings, swept_setting
+
+    spec = model_spec("lenet", 5, SHAPE)
+    x, y = _batch(2)
+    config = CaptureConfig(dp=DPConfig(1.0, 1.0, 100))
+    update = capture_update(build_model(spec), spec, InputSpec(SHAPE), x.sigmoid(), y, config)
+    save_update(update, tmp_path / "u.safetensors")
+    save_batch(BatchFile(x.sigmoid(), y), tmp_path / "t.safetensors")
+    runner = CliRunner()
+    epsilon = update.defense[0]["accounting"]["epsilon"]
+    shown = runner.invoke(app, ["inspect", str(tmp_path / "u.safetensors"), "--json"])
+    assert shown.exit_code == 0
+    privacy = json.loads(shown.stdout)["privacy"]
+    assert privacy[0].startswith(f"ε = {epsilon:.4g} at δ = 1e-05 (opacus")
+    scored = runner.invoke(
+        app,
+        ["evaluate", str(tmp_path / "t.safetensors"), "--truth", str(tmp_path / "t.safetensors"),
+         "--update", str(tmp_path / "u.safetensors"), "--lpips", "off"],
+    )  # fmt: skip
+    assert scored.exit_code == 0 and f"privacy of the attacked update: ε = {epsilon:.4g}" in (
+        scored.output
+    )
+    settings = defense_settings(update.defense)
+    assert settings["epsilon"] == epsilon and settings["dp_noise_multiplier"] == 1.0
+    runs = [
+        Run(str(z), {"summary": {}}, {"dp_noise_multiplier": z, "epsilon": e})
+        for z, e in ((1.0, 0.5), (2.0, 0.1))
+    ]
+    assert swept_setting(runs)[0] == "epsilon"
