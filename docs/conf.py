@@ -25,6 +25,7 @@ extensions = [
     "cli_reference",  # docs/_ext/cli_reference.py: reference/cli/ from the click command tree
 ]
 
+smartquotes = False  # `--option` in plain text must stay two hyphens, quotes straight
 source_suffix = {".md": "markdown"}
 root_doc = "index"
 # command-notes/ pages are included into the generated command pages, not built on their own.
