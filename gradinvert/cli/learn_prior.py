@@ -9,6 +9,7 @@ import typer
 
 from gradinvert.cli.common import (
     DeviceOption,
+    MaxMemoryOption,
     ModelFactoryOption,
     TrustCodeOption,
     console,
@@ -25,7 +26,7 @@ from gradinvert.priors.learn import (
 from gradinvert.runtime.device import resolve_device
 from gradinvert.runtime.errors import UsageError
 from gradinvert.runtime.memory import learn_prior_estimate
-from gradinvert.runtime.resources import MaxMemoryOption, check_memory
+from gradinvert.runtime.resources import check_memory
 
 HELP = "\n\n".join(
     [

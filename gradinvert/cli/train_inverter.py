@@ -8,9 +8,9 @@ from typing import Annotated
 import torch
 import typer
 
-from gradinvert.cli.capture import _load_inputs
 from gradinvert.cli.common import (
     DeviceOption,
+    MaxMemoryOption,
     ModelFactoryOption,
     TrustCodeOption,
     console,
@@ -19,12 +19,13 @@ from gradinvert.cli.common import (
 from gradinvert.inverter import TrainInverterConfig, save_inverter, train_inverter
 from gradinvert.inverter.footprint import estimate_train_inverter
 from gradinvert.inverter.train import PAIRS_CACHE_NAMES
+from gradinvert.io.batch_input import load_client_batch
 from gradinvert.io.files import load_update, read_update_shapes
 from gradinvert.io.outputs import refuse_checkpoint_overwrite, refuse_clobbering
 from gradinvert.models.footprint import check_update_model
 from gradinvert.runtime.device import resolve_device
 from gradinvert.runtime.errors import UsageError
-from gradinvert.runtime.resources import MaxMemoryOption, check_memory
+from gradinvert.runtime.resources import check_memory
 
 HELP = "\n\n".join(
     [
@@ -142,7 +143,7 @@ def train_inverter_command(
     torch_device = resolve_device(device)
     shapes = read_update_shapes(template_path)
     check_update_model(shapes)  # before any image is read: a model that cannot be built
-    pixels, label_list, _ = _load_inputs(images, size, labels)
+    pixels, label_list, _ = load_client_batch(images, size, labels, log=console.print)
     estimate = estimate_train_inverter(shapes, config, pixels.shape[0])
     check_memory(estimate, max_memory, torch_device)
     template = load_update(template_path)

@@ -8,7 +8,7 @@ __all__, __getattr__, __dir__ = lazy_exports(
     __name__,
     {
         "AttackConfig": "attack",
-        "InvertConfig": "invert",
+        "InvertSettings": "invert",
         "PRESETS": "attack",
         "Preset": "attack",
         "SCHEMA_VERSION": "base",
