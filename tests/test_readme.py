@@ -53,7 +53,7 @@ class Block:
 
     def commands(self) -> list[str]:
         """The block's logical command lines (continuations joined, comments dropped)."""
-        joined = re.sub(r"\\\n\s*", " ", self.text)
+        joined = re.sub(r"\s*\\\n\s*", " ", self.text)
         return [
             line.strip()
             for line in joined.splitlines()
