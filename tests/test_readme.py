@@ -274,3 +274,14 @@ def test_markers_are_applied_and_checked() -> None:
     ):
         with pytest.raises(ValueError):
             extract_blocks(bad)
+
+
+def test_readme_links_point_to_files() -> None:
+    """The README is read on GitHub, outside the strict docs build: its relative links and its
+    picture must name files that exist."""
+    text = DOCUMENTS["README"].read_text(encoding="utf-8")
+    targets = re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", text)
+    local = [t for t in targets if not re.match(r"[a-z]+:", t)]
+    assert len(local) >= 10
+    missing = [t for t in local if not (ROOT / t).exists()]
+    assert not missing, missing
