@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from invert_support import one_thread  # noqa: F401 (autouse fixture)
 from PIL import Image
 from torch import nn
 from typer.testing import CliRunner
@@ -24,14 +24,6 @@ from gradinvert.generators import (
 from gradinvert.priors import TrainPriorConfig, train_prior
 
 runner = CliRunner()
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def _count(module: nn.Module) -> int:
