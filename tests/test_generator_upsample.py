@@ -45,7 +45,8 @@ def test_resize_convolve_layers_and_shape(upsample: str, size: int) -> None:
     assert [m.stride for m in transposed] == [(1, 1), (1, 1)]  # 1 → 4 px and the 1×1 output
     weights = 100 * 8 * ngf * 16 + sum(i * o * 9 for i, o in zip(widths, widths[1:], strict=False))
     assert _count(generator) == weights + ngf * 3 + 2 * sum(widths)  # + output, BN
-    out = generator(torch.randn(3, 100, 1, 1))
+    with torch.no_grad():
+        out = generator(torch.randn(3, 100, 1, 1))
     assert out.shape == (3, 3, size, size) and float(out.abs().max()) <= 1.0
     assert generator.arch() == {"name": "dcgan", "size": size, "channels": 3, "latent": 100,
                                 "ngf": ngf, "upsample": upsample}  # fmt: skip
