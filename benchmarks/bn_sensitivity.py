@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from common import RESULTS, sample_photos, write_result
 
-from gradinvert.capture import CaptureConfig, capture_update
+from gradinvert.client.capture import CaptureConfig, capture_update
 from gradinvert.models import NORMALIZATIONS, InputSpec, build_model, model_spec
 from gradinvert.models.restore import model_from_update
 

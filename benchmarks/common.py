@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from gradinvert.images import load_images
+from gradinvert.io.images import load_images
 
 ROOT = Path(__file__).resolve().parent
 SAMPLES = ROOT.parent / "samples"

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from gradinvert.demo import DemoConfig, run_demo
+from gradinvert.audit.demo import DemoConfig, run_demo
 
 
 def main() -> None:

@@ -18,9 +18,10 @@ import torch
 from common import SAMPLES
 from gias_search import _scores
 
-from gradinvert.capture import CaptureConfig, capture_update
-from gradinvert.images import load_images
-from gradinvert.invert import preset, run_attack
+from gradinvert.client.capture import CaptureConfig, capture_update
+from gradinvert.config import preset
+from gradinvert.invert import run_attack
+from gradinvert.io.images import load_images
 from gradinvert.models import NORMALIZATIONS, InputSpec, build_model, model_spec
 
 

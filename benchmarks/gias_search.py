@@ -41,15 +41,16 @@ from typing import Any
 import torch
 from common import RESULTS, SAMPLES, flat_own_colour, write_result
 
-from gradinvert.capture import CaptureConfig, capture_update
-from gradinvert.defenses import DefenseConfig
-from gradinvert.device import resolve_device
-from gradinvert.images import load_images
-from gradinvert.invert import preset, run_attack
-from gradinvert.invert.allocator import keep_freed_memory
+from gradinvert.client.capture import CaptureConfig, capture_update
+from gradinvert.client.defenses import DefenseConfig
+from gradinvert.config import preset
+from gradinvert.invert import run_attack
+from gradinvert.io.images import load_images
 from gradinvert.metrics import assign, pairwise_mse, psnr, ssim
 from gradinvert.models import NORMALIZATIONS, InputSpec, build_model, model_spec
-from gradinvert.report import save_grid
+from gradinvert.report.grid import save_grid
+from gradinvert.runtime.allocator import keep_freed_memory
+from gradinvert.runtime.device import resolve_device
 
 PRIORS = {
     "photos": SAMPLES / "priors" / "patches32.safetensors",

@@ -38,11 +38,12 @@ def measure(search: str, seeds: int, iterations: int, device_name: str) -> dict[
     """Run one configuration in this process and return its timings and peak memory."""
     from gias_search import validation_batch
 
-    from gradinvert.capture import CaptureConfig, capture_update
-    from gradinvert.device import resolve_device
-    from gradinvert.invert import preset, run_attack
-    from gradinvert.invert.allocator import keep_freed_memory
+    from gradinvert.client.capture import CaptureConfig, capture_update
+    from gradinvert.config import preset
+    from gradinvert.invert import run_attack
     from gradinvert.models import NORMALIZATIONS, InputSpec, build_model, model_spec
+    from gradinvert.runtime.allocator import keep_freed_memory
+    from gradinvert.runtime.device import resolve_device
 
     keep_freed_memory()
     device = resolve_device(device_name)

@@ -52,13 +52,14 @@ from chart import Panel, Series, draw_chart
 from common import RESULTS, SAMPLES, write_result
 from gias_search import _scores
 
-from gradinvert.capture import CaptureConfig, capture_update
-from gradinvert.defenses import DefenseConfig
-from gradinvert.files import save_update
+from gradinvert.client.capture import CaptureConfig, capture_update
+from gradinvert.client.defenses import DefenseConfig
+from gradinvert.config import preset
 from gradinvert.generators import Generator, load_generator, save_generator
-from gradinvert.images import load_images
-from gradinvert.invert import preset, run_attack
+from gradinvert.invert import run_attack
 from gradinvert.invert.attack import resolve_labels
+from gradinvert.io.files import save_update
+from gradinvert.io.images import load_images
 from gradinvert.models import NORMALIZATIONS, InputSpec, build_model, model_spec
 from gradinvert.priors.learn import LearnPriorConfig, MetaLearner, TaskInfo, learn_prior
 from gradinvert.priors.train import render_samples

@@ -53,17 +53,18 @@ import time
 import torch
 from common import RESULTS, SAMPLES, write_result
 
-from gradinvert.capture import CaptureConfig, capture_update, local_sgd_delta
-from gradinvert.defenses import DefenseConfig
-from gradinvert.files import UpdateFile
-from gradinvert.images import expand_image_paths, load_images
-from gradinvert.invert import preset, run_attack
-from gradinvert.invert.allocator import keep_freed_memory
+from gradinvert.client.capture import CaptureConfig, capture_update, local_sgd_delta
+from gradinvert.client.defenses import DefenseConfig
+from gradinvert.config import preset
+from gradinvert.invert import run_attack
 from gradinvert.inverter import TrainInverterConfig, estimate, train_inverter
 from gradinvert.inverter.store import InverterFile, load_inverter, save_inverter
+from gradinvert.io.files import UpdateFile
+from gradinvert.io.images import expand_image_paths, load_images
 from gradinvert.metrics import assign, pairwise_mse, psnr, ssim
 from gradinvert.models import NORMALIZATIONS, InputSpec, build_model, model_spec
-from gradinvert.report import save_grid
+from gradinvert.report.grid import save_grid
+from gradinvert.runtime.allocator import keep_freed_memory
 
 GRIDS = RESULTS / "git"
 SMOKE = False  # --smoke: tiny sizes, results not written
@@ -507,7 +508,7 @@ def part_corpus(args: argparse.Namespace) -> str:
                 )  # fmt: skip
             )
             print(lines[-1], flush=True)
-            if split.startswith("validation"):
+            if split.startswith("validation") and not SMOKE:  # keep the real grids
                 tag = "photos" if "photos" in split else "validation32"
                 grid = GRIDS / f"corpus-{index}-{tag}.png"
                 save_grid(images[:16], recon[:16], [""] * len(recon[:16]), grid)

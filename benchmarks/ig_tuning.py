@@ -26,8 +26,9 @@ import torch
 from common import RESULTS, flat_own_colour, split_photos, write_result
 from gias_search import _scores
 
-from gradinvert.capture import CaptureConfig, capture_update
-from gradinvert.invert import preset, run_attack
+from gradinvert.client.capture import CaptureConfig, capture_update
+from gradinvert.config import preset
+from gradinvert.invert import run_attack
 from gradinvert.models import NORMALIZATIONS, InputSpec, build_model, model_spec
 
 

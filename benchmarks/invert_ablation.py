@@ -41,8 +41,9 @@ from typing import Any
 import torch
 from common import RESULTS, flat_own_colour, sample_photos, split_photos, write_result
 
-from gradinvert.capture import CaptureConfig, capture_update
-from gradinvert.invert import preset, run_attack
+from gradinvert.client.capture import CaptureConfig, capture_update
+from gradinvert.config import preset
+from gradinvert.invert import run_attack
 from gradinvert.invert.engine import Engine
 from gradinvert.invert.group import group_targets
 from gradinvert.labels import restore_labels

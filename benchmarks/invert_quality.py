@@ -25,13 +25,14 @@ from typing import Any
 import torch
 from common import RESULTS, sample_photos, write_result
 
-from gradinvert.capture import CaptureConfig, capture_update
-from gradinvert.device import resolve_device
-from gradinvert.invert import preset, run_attack
-from gradinvert.invert.allocator import keep_freed_memory
+from gradinvert.client.capture import CaptureConfig, capture_update
+from gradinvert.config import preset
+from gradinvert.invert import run_attack
 from gradinvert.invert.engine import Engine
 from gradinvert.metrics import assign, pairwise_mse, psnr
 from gradinvert.models import NORMALIZATIONS, InputSpec, build_model, model_spec
+from gradinvert.runtime.allocator import keep_freed_memory
+from gradinvert.runtime.device import resolve_device
 
 
 @dataclass

@@ -26,12 +26,12 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from gradinvert.capture import CaptureConfig, capture_update
-from gradinvert.errors import InvalidInputError, UsageError
-from gradinvert.files import LocalTraining
-from gradinvert.images import load_images
+from gradinvert.client.capture import CaptureConfig, capture_update
+from gradinvert.io.files import LocalTraining
+from gradinvert.io.images import load_images
 from gradinvert.labels import multiset_accuracy, restore_labels
 from gradinvert.models import InputSpec, build_model, model_spec
+from gradinvert.runtime.errors import InvalidInputError, UsageError
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "samples" / "images32"

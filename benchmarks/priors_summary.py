@@ -33,7 +33,7 @@ from common import RESULTS, SAMPLES, write_result
 
 from gradinvert.generators import load_generator
 from gradinvert.generators.store import load_generator_file
-from gradinvert.images import expand_image_paths, load_images
+from gradinvert.io.images import expand_image_paths, load_images
 
 PRIORS = SAMPLES / "priors"
 # prior file stem -> the images it was trained on (a folder, or file names under one)

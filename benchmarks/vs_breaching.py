@@ -44,13 +44,14 @@ from common import RESULTS, SAMPLES, flat_own_colour, split_photos, write_result
 from gias_search import _scores
 from safetensors.torch import load_file, save_file
 
-from gradinvert.capture import CaptureConfig, capture_update
-from gradinvert.files import UpdateFile
-from gradinvert.invert import preset, run_attack
-from gradinvert.invert.allocator import keep_freed_memory
+from gradinvert.client.capture import CaptureConfig, capture_update
+from gradinvert.config import preset
+from gradinvert.invert import run_attack
 from gradinvert.invert.engine import Engine, Progress
 from gradinvert.invert.group import group_targets
+from gradinvert.io.files import UpdateFile
 from gradinvert.models import NORMALIZATIONS, InputSpec, build_model, model_spec
+from gradinvert.runtime.allocator import keep_freed_memory
 
 BREACHING_PYTHON = SAMPLES.parent / ".venv-breaching" / "bin" / "python"
 RUNNER = Path(__file__).resolve().parent / "breaching_runner.py"

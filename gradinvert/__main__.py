@@ -1,3 +1,4 @@
-from gradinvert.cli.main import run
+# No imports before the current folder leaves sys.path (see gradinvert.cli.entry).
+from gradinvert.cli.entry import main
 
-run()
+main()

@@ -1,8 +1,9 @@
-"""A seeded corpus of hostile copies of a valid update or batch file, for the fuzz tests.
+"""A seeded corpus of hostile copies of valid gradinvert files and state dicts, for fuzz tests.
 
 Each mutation is a ``(name, bytes)`` pair: the file's metadata keys deleted, made invalid JSON
-or given another JSON type; tensors made NaN/inf, truncated, re-typed, removed or added; and
-random byte flips and truncations of the whole file.
+or given another JSON type; every size inside a JSON value set out of bounds; tensors made
+NaN/inf, truncated, re-typed, removed or added; and random byte flips and truncations of the
+whole file. ``stretched_views`` gives state dicts whose tensors claim more than their bytes.
 """
 
 from __future__ import annotations
@@ -105,3 +106,78 @@ def corpus(
         *tensor_mutations(tensors, metadata, names),
         *byte_mutations(path.read_bytes(), rng, flips, cuts),
     ]
+
+
+# Values every integer inside a JSON metadata value is set to: bounds, overflow, wrong types.
+SIZE_VALUES: dict[str, object] = {
+    "zero": 0,
+    "negative": -1,
+    "int32-overflow": 2**31,
+    "huge": 10**12,
+    "int64-overflow": 2**63,
+    "float": 1.5,
+    "string": "8",
+}
+
+
+def _int_paths(value: object, path: tuple = ()) -> Iterator[tuple]:
+    """The path of every integer (not bool) inside a JSON value."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _int_paths(item, (*path, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _int_paths(item, (*path, index))
+    elif isinstance(value, int) and not isinstance(value, bool):
+        yield path
+
+
+def _replaced(value: object, path: tuple, new: object) -> object:
+    if not path:
+        return new
+    head, rest = path[0], path[1:]
+    if isinstance(value, dict):
+        return {**value, head: _replaced(value[head], rest, new)}
+    assert isinstance(value, list)
+    return [_replaced(v, rest, new) if i == head else v for i, v in enumerate(value)]
+
+
+def size_mutations(
+    tensors: Tensors, metadata: dict[str, str], keys: list[str], per_key: int | None = None
+) -> Iterator[Mutation]:
+    """Every integer inside the JSON metadata ``keys`` (the sizes a constructor receives) set
+    to each of ``SIZE_VALUES``; ``per_key`` keeps the first that many integers of a key."""
+    import json
+
+    for key in keys:
+        value = json.loads(metadata[key])
+        for path in list(_int_paths(value))[:per_key]:
+            where = ".".join(map(str, path))
+            for label, new in SIZE_VALUES.items():
+                changed = {**metadata, key: json.dumps(_replaced(value, path, new))}
+                yield f"size-{key}-{where}-{label}", write_raw(tensors, changed)
+
+
+def stretched_views(state: Tensors) -> Iterator[tuple[str, Tensors]]:
+    """``state`` with one tensor presented over fewer stored bytes than it declares (its first
+    value repeated, stride 0), as overlapping windows of its own values, or overlapping
+    another tensor's bytes."""
+    names = [n for n, v in state.items() if v.numel() > 1 and v.is_floating_point()]
+    for name in names:
+        value = state[name]
+        yield f"stride0-{name}", {**state, name: value.flatten()[:1].expand(value.shape)}
+        if value.ndim >= 2:  # sliding windows: as many elements as stored, but overlapping
+            window = torch.as_strided(value.flatten().clone(), value.shape, [1] * value.ndim)
+            yield f"window-{name}", {**state, name: window}
+    first, second = names[0], names[1]
+    joined = torch.cat([state[first].flatten(), state[second].flatten()])
+    n_first = state[first].numel()
+    shifted = joined[n_first - 1 : n_first - 1 + state[second].numel()]
+    yield (
+        "overlap",
+        {
+            **state,
+            first: joined[:n_first].view(state[first].shape),
+            second: shifted.view(state[second].shape),
+        },
+    )

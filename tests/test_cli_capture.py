@@ -13,7 +13,7 @@ from safetensors.torch import save_file
 from typer.testing import CliRunner
 
 from gradinvert.cli.main import app
-from gradinvert.files import load_batch, load_update
+from gradinvert.io.files import load_batch, load_update
 from gradinvert.models import build_model, model_spec
 
 SAMPLES = "samples/images32"
@@ -128,7 +128,7 @@ def _no_outputs(tmp: Path) -> bool:
         (["--model", "no-such-net"], 2, "unknown model"),
         (["--model", "no_such_pkg.mod:factory"], 2, "cannot import"),
         (["--model", "torchvision.models:no_factory"], 2, "no callable"),
-        (["--mode", "sideways"], 2, "train or eval"),
+        (["--mode", "sideways"], 2, "'train' or 'eval'"),
         (["--device", "tpu"], 2, "--device"),
     ],
 )

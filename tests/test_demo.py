@@ -9,7 +9,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from gradinvert.cli.main import app
-from gradinvert.files import load_batch, load_update
+from gradinvert.io.files import load_batch, load_update
 
 
 def test_demo_leaves_every_file_and_scores_in_the_documented_shape(tmp_path):

@@ -12,10 +12,10 @@ import torchvision
 from PIL import Image
 from typer.testing import CliRunner
 
-from gradinvert.capture import CaptureConfig, capture_update
 from gradinvert.cli.main import app
-from gradinvert.files import BatchFile, save_batch, save_update
-from gradinvert.images import load_images
+from gradinvert.client.capture import CaptureConfig, capture_update
+from gradinvert.io.files import BatchFile, save_batch, save_update
+from gradinvert.io.images import load_images
 from gradinvert.metrics import psnr
 from gradinvert.models import InputSpec, build_model, model_spec
 

@@ -22,9 +22,9 @@ from flwr.serverapp.strategy import FedAvg  # noqa: E402
 from flwr.simulation import run_simulation  # noqa: E402
 
 from gradinvert.cli.main import app as cli  # noqa: E402
-from gradinvert.files import LocalTraining, load_update  # noqa: E402
-from gradinvert.images import load_images  # noqa: E402
 from gradinvert.integrations.flower import RecordUpdates  # noqa: E402
+from gradinvert.io.files import LocalTraining, load_update  # noqa: E402
+from gradinvert.io.images import load_images  # noqa: E402
 from gradinvert.models import InputSpec, build_model, model_spec  # noqa: E402
 
 SPEC = model_spec("lenet", 10, (3, 32, 32))

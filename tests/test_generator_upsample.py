@@ -13,7 +13,6 @@ from torch import nn
 from typer.testing import CliRunner
 
 from gradinvert.cli.main import app
-from gradinvert.errors import InvalidInputError, UsageError
 from gradinvert.generators import (
     DCGANGenerator,
     dcgan_init_,
@@ -22,6 +21,7 @@ from gradinvert.generators import (
     save_generator,
 )
 from gradinvert.priors import TrainPriorConfig, train_prior
+from gradinvert.runtime.errors import InvalidInputError, UsageError
 
 runner = CliRunner()
 
@@ -100,7 +100,7 @@ def test_unknown_upsample_names_are_refused(tmp_path: Path, bad: object) -> None
     module = DCGANGenerator(ngf=8, upsample="nearest")
     path = tmp_path / "G.safetensors"
     save_generator(path, module, {**module.arch(), "upsample": bad}, {})
-    with pytest.raises(InvalidInputError, match="bad generator architecture"):
+    with pytest.raises(InvalidInputError, match="generator.dcgan.upsample"):  # the schema
         load_generator(str(path), (3, 32, 32))
 
 

@@ -8,7 +8,6 @@ import pytest
 import torch
 from torch import nn
 
-from gradinvert.errors import InvalidInputError, MissingInputError, UsageError
 from gradinvert.generators import (
     DCGANDiscriminator,
     DCGANGenerator,
@@ -17,6 +16,8 @@ from gradinvert.generators import (
     load_generator_file,
     save_generator,
 )
+from gradinvert.models import UntrustedCodeError, trust_code
+from gradinvert.runtime.errors import InvalidInputError, MissingInputError, UsageError
 
 
 def _count(module: nn.Module) -> int:
@@ -86,7 +87,10 @@ def test_named_dcgan_is_seeded_and_sized_from_the_input() -> None:
 def test_user_factory_and_weights(tmp_path: Path) -> None:
     from models_for_tests import tiny_generator
 
-    loaded = load_generator("models_for_tests:tiny_generator", (3, 8, 8))
+    with pytest.raises(UntrustedCodeError, match="nobody vouched for"):
+        load_generator("models_for_tests:tiny_generator", (3, 8, 8))
+    with trust_code("models_for_tests:tiny_generator"):
+        loaded = load_generator("models_for_tests:tiny_generator", (3, 8, 8))
     assert loaded.latent_shape == (6, 1, 1) and loaded.output_shape() == (3, 8, 8)
     other = tiny_generator()
     with torch.no_grad():
@@ -94,7 +98,8 @@ def test_user_factory_and_weights(tmp_path: Path) -> None:
             param.mul_(-1.0)
     weights = tmp_path / "w.pt"
     torch.save(other.state_dict(), weights)
-    reloaded = load_generator("models_for_tests:tiny_generator", (3, 8, 8), weights=weights)
+    with trust_code("models_for_tests:tiny_generator"):
+        reloaded = load_generator("models_for_tests:tiny_generator", (3, 8, 8), weights=weights)
     z = torch.randn(2, 6, 1, 1)
     assert torch.allclose(reloaded.module(z), other.eval()(z))
 
@@ -113,7 +118,7 @@ def test_user_factory_and_weights(tmp_path: Path) -> None:
     ],
 )
 def test_bad_generators_are_refused(spec: str, shape: tuple, error: type, match: str) -> None:
-    with pytest.raises(error, match=match):
+    with trust_code(spec), pytest.raises(error, match=match):
         load_generator(spec, shape)
 
 
@@ -121,7 +126,9 @@ def test_generator_file_of_another_architecture_is_refused(tmp_path: Path) -> No
     module = DCGANGenerator()
     path = tmp_path / "g.safetensors"
     save_generator(path, module, {**module.arch(), "name": "stylegan"}, {})
-    with pytest.raises(InvalidInputError, match="unknown generator architecture 'stylegan'"):
+    with pytest.raises(
+        InvalidInputError, match="invalid generator metadata: generator: .*'stylegan'"
+    ):
         load_generator(str(path), (3, 32, 32))
     save_generator(path, module, {**module.arch(), "ngf": 32}, {})  # weights of ngf 64
     with pytest.raises(InvalidInputError, match="do not fit"):

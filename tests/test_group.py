@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from gradinvert.images import load_images
 from gradinvert.invert.group import (
     REGISTRATIONS,
     align_slots,
@@ -15,6 +14,7 @@ from gradinvert.invert.group import (
     group_targets,
 )
 from gradinvert.invert.registration import Warp, min_shift_mse, phase_correlation, register
+from gradinvert.io.images import load_images
 
 SAMPLES = Path(__file__).resolve().parents[1] / "samples" / "images32"
 NOISE = 0.05
@@ -239,7 +239,7 @@ def test_bad_arguments_raise_value_error(photos: torch.Tensor) -> None:
         consensus(candidates, torch.zeros(2, 2, dtype=torch.long), "none")
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.cuda  # skipped where torch sees no CUDA (tests/conftest.py)
 def test_cuda_matches_cpu(photos: torch.Tensor) -> None:
     candidates, _, _ = make_group(photos, 4, 6, max_shift=6, flips=True, seed=8)
     for registration in REGISTRATIONS:

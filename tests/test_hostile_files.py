@@ -19,7 +19,7 @@ from invert_support import make_update, one_thread  # noqa: F401 (fixture)
 from typer.testing import CliRunner
 
 from gradinvert.cli.main import app
-from gradinvert.files import BatchFile, save_batch, save_update
+from gradinvert.io.files import BatchFile, save_batch, save_update
 
 runner = CliRunner()
 COMMAND = typer.main.get_command(app)  # built once: CliRunner.invoke rebuilds it every call

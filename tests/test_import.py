@@ -11,9 +11,9 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 from typer.testing import CliRunner
 
-from gradinvert.capture import CaptureConfig, capture_update
 from gradinvert.cli.main import app
-from gradinvert.files import LocalTraining, load_update
+from gradinvert.client.capture import CaptureConfig, capture_update
+from gradinvert.io.files import LocalTraining, load_update
 from gradinvert.models import InputSpec, build_model, model_spec
 
 runner = CliRunner()

@@ -13,7 +13,8 @@ from invert_support import (  # noqa: F401 (fixture)
     reference_seed_loss,
 )
 
-from gradinvert.invert import AttackConfig, preset, run_attack
+from gradinvert.config import AttackConfig, preset
+from gradinvert.invert import run_attack
 from gradinvert.invert.calibrate import StartPull, calibrated_weights
 
 
@@ -51,7 +52,7 @@ def test_engine_calibration_matches_a_hand_computation() -> None:
     def pull(x: torch.Tensor, config: AttackConfig, **weights: float) -> torch.Tensor:
         """∇ₓ of the loss with the given weights (plain autograd on the real model)."""
         x = x.clone().requires_grad_()
-        plain = dataclasses.replace(config, **weights)
+        plain = config.model_copy(update=dict(**weights))
         loss = reference_seed_loss(update, labels, plain, x, torch.zeros_like(x))
         return torch.autograd.grad(loss, x)[0]
 
@@ -75,7 +76,7 @@ def test_engine_calibration_matches_a_hand_computation() -> None:
     assert bn == pytest.approx(0.2 / mean_norm(rest), rel=1e-4)
     assert bn * bn_first == pytest.approx(0.2 * 5.0 / mean_norm(first), rel=1e-4)
     # the whole loss's pull at the start, with those weights, is the weighted sum of the pulls
-    absolute = dataclasses.replace(config, gradient_weight=gradient, bn=bn, bn_first=bn_first)
+    absolute = config.model_copy(update=dict(gradient_weight=gradient, bn=bn, bn_first=bn_first))
     expected = pull(starts[0], absolute)
     grads, _, _, _ = engine._gradients()
     torch.testing.assert_close(grads["x"][0], expected, rtol=1e-4, atol=1e-7)
@@ -93,7 +94,7 @@ def test_calibration_is_scale_free() -> None:
     images = {}
     for calibrate in ("start", "none"):
         config = preset("gradinversion", iterations=20, seeds=2, calibrate=calibrate)
-        config = dataclasses.replace(config, gradient_weight=1.0, bn=1.0, bn_first=10.0)
+        config = config.model_copy(update=dict(gradient_weight=1.0, bn=1.0, bn_first=10.0))
         for name, u in (("mean", update), ("sum", summed)):
             result = run_attack(u, labels.tolist(), config, progress=False)
             images[calibrate, name] = result.images
@@ -116,5 +117,5 @@ def test_calibration_is_recorded_and_reproducible() -> None:
         config.gradient_weight / record["gradient"]
     )
     assert torch.equal(first.images, second.images)
-    off = run_attack(update, labels.tolist(), dataclasses.replace(config, calibrate="none"))
+    off = run_attack(update, labels.tolist(), config.model_copy(update=dict(calibrate="none")))
     assert off.metadata["calibration"] is None

@@ -14,8 +14,8 @@ from invert_support import make_update, one_thread  # noqa: F401 (fixture)
 from typer.testing import CliRunner
 
 from gradinvert.cli.main import app
-from gradinvert.files import LocalTraining, load_batch, save_update
 from gradinvert.invert.engine import Engine
+from gradinvert.io.files import LocalTraining, load_batch, save_update
 
 runner = CliRunner()
 

@@ -9,13 +9,13 @@ import pytest
 import torch
 from invert_support import make_update, one_thread  # noqa: F401 (fixture)
 
-from gradinvert.errors import UsageError
-from gradinvert.invert import preset
+from gradinvert.config import preset
+from gradinvert.config.attack import PRESETS, AttackConfig, preset_table
 from gradinvert.invert.attack import _prepare, resolve_labels
-from gradinvert.invert.config import PRESETS, AttackConfig, preset_table
 from gradinvert.invert.engine import lr_at
 from gradinvert.invert.objectives import GradientDistance, select_layers
 from gradinvert.invert.priors import bn_prior, bn_reference, l2_norm, total_variation
+from gradinvert.runtime.errors import UsageError
 
 G = [torch.tensor([1.0, 2.0, 2.0]), torch.tensor([[0.0, -1.0], [3.0, 0.0]])]
 T = [torch.tensor([1.0, 0.0, 0.0]), torch.tensor([[1.0, 1.0], [0.0, 1.0]])]

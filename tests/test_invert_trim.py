@@ -8,10 +8,10 @@ import torch.nn.functional as F
 from invert_support import make_update, one_thread  # noqa: F401 (fixture)
 from torch import nn
 
-from gradinvert.files import LocalTraining
 from gradinvert.invert.objectives import GradientDistance
 from gradinvert.invert.simulate import Simulator, build_victim
 from gradinvert.invert.trim import TrimmedConv2d, live_taps, trim_dead_taps
+from gradinvert.io.files import LocalTraining
 
 
 @pytest.mark.parametrize(

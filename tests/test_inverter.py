@@ -13,11 +13,11 @@ from invert_support import make_update, one_thread, photos  # noqa: F401 (fixtur
 from PIL import Image
 from typer.testing import CliRunner
 
-from gradinvert.capture import CaptureConfig, capture_update
 from gradinvert.cli.main import app
-from gradinvert.defenses import DefenseConfig
-from gradinvert.files import BatchFile, load_batch, save_batch, save_update
-from gradinvert.invert import preset, run_attack
+from gradinvert.client.capture import CaptureConfig, capture_update
+from gradinvert.client.defenses import DefenseConfig
+from gradinvert.config import preset
+from gradinvert.invert import run_attack
 from gradinvert.invert.engine import InterruptedRun
 from gradinvert.invert.spaces import PixelSpace
 from gradinvert.inverter import (
@@ -31,6 +31,7 @@ from gradinvert.inverter import (
 from gradinvert.inverter.git import GitInverter
 from gradinvert.inverter.mlp import MlpInverter
 from gradinvert.inverter.train import matched_mse, parse_augment
+from gradinvert.io.files import BatchFile, load_batch, save_batch, save_update
 from gradinvert.models import build_model, model_spec
 from gradinvert.models.spec import NORMALIZATIONS, InputSpec
 
@@ -82,7 +83,7 @@ def test_fast_pairs_equal_capture_tensor_by_tensor(mode: str, defense: DefenseCo
 
 
 def test_pairs_of_batches_and_deltas_are_capture_itself() -> None:
-    from gradinvert.files import LocalTraining
+    from gradinvert.io.files import LocalTraining
 
     images = _images(4)
     template = _capture("lenet", images[:2], [0, 1], local=LocalTraining(2, 0.1, 1))
@@ -371,8 +372,8 @@ def test_cli_git_refuses_search_settings_and_init_git_refuses_gias(tmp_path: Pat
 def test_git_refuses_models_it_cannot_mirror() -> None:
     from torch import nn
 
-    from gradinvert.errors import UsageError
     from gradinvert.inverter.trace import trace_model
+    from gradinvert.runtime.errors import UsageError
 
     grouped = nn.Sequential(nn.Conv2d(4, 4, 3, groups=2), nn.Flatten(), nn.Linear(4 * 6 * 6, 2))
     with pytest.raises(UsageError, match="--arch mlp"):

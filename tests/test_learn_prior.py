@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import signal
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,10 +18,11 @@ from safetensors import safe_open
 from typer.testing import CliRunner
 
 from gradinvert.cli.main import app
-from gradinvert.files import LocalTraining, load_batch, save_update
 from gradinvert.generators import load_generator, load_generator_file
 from gradinvert.invert.engine import Engine
 from gradinvert.invert.spaces import LatentSpace, SharedWeightSpace
+from gradinvert.io.files import LocalTraining, load_batch, save_update
+from gradinvert.models import trust_code
 from gradinvert.priors.learn import (
     LearnPriorConfig,
     MetaLearner,
@@ -37,6 +39,14 @@ FAST = LearnPriorConfig(tasks=3, latent_iterations=3, iterations=3, restarts=2)
 
 def invoke(*args: object):  # noqa: ANN201
     return runner.invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture(autouse=True)
+def _trust_tiny() -> Iterator[None]:
+    """The library calls here name the tests' own generator factory (the CLI trusts the
+    --generator it is given by itself)."""
+    with trust_code(TINY):
+        yield
 
 
 @pytest.fixture
@@ -132,7 +142,7 @@ def test_penalty_hook_and_the_shared_copy_space() -> None:
     expected = update.input.normalize((generator.module(z["z"][0]) + 1) / 2)
     torch.testing.assert_close(images[0], expected)
     # the penalty reaches the loss: the engine's total grows by exactly z_norm·||z||
-    from gradinvert.invert import preset
+    from gradinvert.config import preset
     from gradinvert.invert.attack import _prepare, resolve_labels
 
     config = preset("gias", seeds=1, iterations=2, latent_iterations=2)
@@ -154,7 +164,7 @@ def test_cli_learns_from_update_files_alone(
         raise AssertionError("learn-prior opened an image or a batch file")
 
     monkeypatch.setattr("PIL.Image.open", no_images)
-    monkeypatch.setattr("gradinvert.files.load_batch", no_images)
+    monkeypatch.setattr("gradinvert.io.files.load_batch", no_images)
     monkeypatch.chdir(stream)
     out, samples = tmp_path / "G.safetensors", tmp_path / "g.png"
     result = invoke(*_cli(Path("."), out, "--samples", samples, "--samples-every", 2))

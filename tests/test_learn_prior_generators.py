@@ -11,11 +11,12 @@ from invert_support import make_update, one_thread  # noqa: F401 (fixture)
 from typer.testing import CliRunner
 
 from gradinvert.cli.main import app
-from gradinvert.errors import InvalidInputError
-from gradinvert.files import save_update
 from gradinvert.generators import load_generator, load_generator_file, save_generator
 from gradinvert.invert.spaces import SharedWeightSpace, weight_lr_scales
+from gradinvert.io.files import load_batch, save_update
+from gradinvert.models import UntrustedCodeError, trust_code
 from gradinvert.priors.learn import LearnPriorConfig, learn_prior, run_task
+from gradinvert.runtime.errors import InvalidInputError
 
 runner = CliRunner()
 TINY = "models_for_tests:tiny_generator"
@@ -44,22 +45,44 @@ def test_a_factory_started_prior_loads_back_and_inverts(stream: Path, tmp_path: 
     assert result.exit_code == 0, result.output
     stored = load_generator_file(out)
     assert stored.arch == {"name": "factory", "factory": TINY}
-    loaded = load_generator(str(out), (3, 8, 8))
+    # the file names code: it loads only where the factory is trusted
+    with pytest.raises(UntrustedCodeError, match=f"names code \\({TINY}\\)"):
+        load_generator(str(out), (3, 8, 8))
+    with trust_code(TINY):
+        loaded = load_generator(str(out), (3, 8, 8))
+        start = load_generator(TINY, (3, 8, 8)).module.state_dict()
+        named = load_generator(TINY, (3, 8, 8), weights=out)  # the factory named, file's weights
     state = loaded.module.state_dict()
     assert state.keys() == stored.state.keys()
     assert all(torch.equal(state[k], stored.state[k]) for k in state)
-    start = load_generator(TINY, (3, 8, 8)).module.state_dict()
+    assert all(torch.equal(named.module.state_dict()[k], stored.state[k]) for k in state)
     assert not torch.equal(state["main.0.weight"], start["main.0.weight"])  # learned weights
     assert loaded.source["factory"] == TINY and loaded.source["file"] == str(out)
     # continuing from the file records the factory again (not the file's path)
     one = LearnPriorConfig(tasks=1, latent_iterations=2, iterations=2)
-    again = learn_prior([stream / "u*.safetensors"], one, str(out))
+    with trust_code(TINY):
+        again = learn_prior([stream / "u*.safetensors"], one, str(out))
     assert again.arch == {"name": "factory", "factory": TINY}
-    result = invoke("invert", stream / "u0.safetensors", "--attack", "gias", "--generator", out,
-                    "--latent-iterations", 2, "--iterations", 2, "--seeds", 1,
-                    "--out", tmp_path / "r.safetensors", "--device", "cpu")  # fmt: skip
-    assert result.exit_code == 0, result.output
-    assert (tmp_path / "r.safetensors").exists()
+    invert = ["invert", stream / "u0.safetensors", "--attack", "gias", "--latent-iterations", 2,
+              "--iterations", 2, "--seeds", 1, "--device", "cpu"]  # fmt: skip
+    refused = invoke(*invert, "--generator", out, "--out", tmp_path / "no.safetensors")
+    assert refused.exit_code == 65 and "Traceback" not in refused.output
+    assert refused.stderr.strip().splitlines() == [
+        f"error: {out}: names code ({TINY}); pass --trust-code to run it, or --generator {TINY} "
+        f"--generator-weights {out} if it is your own"
+    ]
+    assert not (tmp_path / "no.safetensors").exists()
+    for accept in (
+        ["--generator", out, "--trust-code"],
+        ["--generator", TINY, "--generator-weights", out],
+    ):
+        recon = tmp_path / f"r{len(accept)}.safetensors"
+        result = invoke(*invert, *accept, "--out", recon)
+        assert result.exit_code == 0, result.output
+        assert recon.exists()
+    # both ways start from the file's weights: the same reconstruction
+    first, second = (load_batch(tmp_path / f"r{n}.safetensors").images for n in (3, 4))
+    assert torch.equal(first, second)
 
 
 @pytest.mark.parametrize(
@@ -70,15 +93,17 @@ def test_a_factory_record_that_cannot_load_names_the_file(
     tmp_path: Path, factory: str, message: str
 ) -> None:
     path = tmp_path / "G.safetensors"
-    module = load_generator(TINY, (3, 8, 8)).module
+    with trust_code(TINY):
+        module = load_generator(TINY, (3, 8, 8)).module
     save_generator(path, module, {"name": "factory", "factory": factory}, {})
-    with pytest.raises(InvalidInputError, match=message) as caught:
+    with trust_code(everything=True), pytest.raises(InvalidInputError, match=message) as caught:
         load_generator(str(path), (3, 8, 8))
     assert str(path) in caught.value.message
 
 
 def test_shared_copy_lr_scale_absolute_by_default_relative_by_rms() -> None:
-    generator = load_generator(TINY, (3, 8, 8))
+    with trust_code(TINY):
+        generator = load_generator(TINY, (3, 8, 8))
     update, _, _ = make_update(count=2, labels=[0, 1])
     base = {n: p.detach().clone() for n, p in generator.module.named_parameters()}
     moves = {}

@@ -12,7 +12,7 @@ from safetensors.torch import save_file
 from typer.testing import CliRunner
 
 from gradinvert.cli.main import app
-from gradinvert.files import BatchFile, load_update, save_batch
+from gradinvert.io.files import BatchFile, load_update, save_batch
 
 runner = CliRunner()
 SAMPLES = Path("samples/images32")

@@ -18,7 +18,6 @@ from safetensors import safe_open
 from typer.testing import CliRunner
 
 from gradinvert.cli.main import app
-from gradinvert.errors import UsageError
 from gradinvert.generators import (
     DCGANDiscriminator,
     DCGANGenerator,
@@ -34,6 +33,7 @@ from gradinvert.priors import (
     images_hash,
     train_prior,
 )
+from gradinvert.runtime.errors import UsageError
 
 runner = CliRunner()
 TINY = {"size": 32, "epochs": 2, "batch_size": 4, "ngf": 8}

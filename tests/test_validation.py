@@ -12,12 +12,12 @@ from invert_support import make_update, one_thread  # noqa: F401 (fixture)
 from typer.testing import CliRunner
 
 from gradinvert.cli.main import app
-from gradinvert.errors import InvalidInputError, UnavailableError, UsageError
-from gradinvert.files import LocalTraining, load_update, read_update_shapes, save_update
+from gradinvert.io.files import LocalTraining, load_update, read_update_shapes, save_update
 from gradinvert.labels import methods
-from gradinvert.memory import estimate_invert, estimate_labels
 from gradinvert.models.footprint import update_footprint
-from gradinvert.resources import (
+from gradinvert.runtime.errors import InvalidInputError, UnavailableError, UsageError
+from gradinvert.runtime.memory import estimate_invert, estimate_labels
+from gradinvert.runtime.resources import (
     Estimate,
     check_memory,
     default_bound,

@@ -1,6 +1,11 @@
-"""The audit report: many `evaluate --json` runs in one self-contained HTML page."""
+"""Whole audits: the demo's capture → labels → invert → evaluate chain on the shipped samples."""
 
-from gradinvert.audit.page import Verdict, render_report, verdict
-from gradinvert.audit.runs import Run, load_run, swept_setting
+from gradinvert.runtime.lazy import lazy_exports
 
-__all__ = ["Run", "Verdict", "load_run", "render_report", "swept_setting", "verdict"]
+__all__, __getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "DemoConfig": "demo",
+        "run_demo": "demo",
+    },
+)

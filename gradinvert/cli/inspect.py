@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from gradinvert.cli.common import console, emit_json, handle_errors
-from gradinvert.inspect_file import summarize
+from gradinvert.cli.common import MaxMemoryOption, console, emit_json, handle_errors
 
 
 def _human_bytes(count: int) -> str:
@@ -26,8 +26,32 @@ def _human_bytes(count: int) -> str:
 def inspect(
     file: Annotated[Path, typer.Argument(help="An update, batch, generator or inverter file.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON to stdout.")] = False,
+    max_memory: MaxMemoryOption = None,
+    print_config: Annotated[
+        bool,
+        typer.Option(
+            "--print-config",
+            help="Print the settings the run that wrote FILE used, as TOML (replay them with "
+            "that command's --config).",
+        ),
+    ] = False,
 ) -> None:
-    """Summarize a gradinvert file: kind, model, batch, input, defenses, tensors and size."""
+    """Summarize a gradinvert file: kind, model, batch, input, defenses, tensors and size.
+
+    Exit codes: 65 invalid file, 66 missing, 69 more memory needed than --max-memory.
+    """
+    if print_config:
+        from gradinvert.config.base import recorded_settings
+        from gradinvert.io.describe import recorded_config
+
+        sys.stdout.write(recorded_settings(recorded_config(file), str(file)).to_toml())
+        return
+    from gradinvert.io.describe import summarize
+    from gradinvert.io.tensorfile import read_header
+    from gradinvert.runtime.memory import estimate_inspect
+    from gradinvert.runtime.resources import check_memory
+
+    check_memory(estimate_inspect(read_header(file)), max_memory)
     summary = summarize(file)
     if as_json:
         emit_json(summary)

@@ -7,17 +7,26 @@ from typing import Annotated
 
 import typer
 
-from gradinvert.cli.common import DeviceOption, console, handle_errors
-from gradinvert.device import resolve_device
-from gradinvert.errors import UsageError
-from gradinvert.memory import learn_prior_estimate
+from gradinvert.cli.common import (
+    DeviceOption,
+    MaxMemoryOption,
+    ModelFactoryOption,
+    TrustCodeOption,
+    console,
+    handle_errors,
+)
+from gradinvert.io.outputs import refuse_checkpoint_overwrite, refuse_clobbering
 from gradinvert.priors.learn import (
     LearnPriorConfig,
     expand_update_paths,
+    labels_path,
     learn_prior,
     save_learned_prior,
 )
-from gradinvert.resources import MaxMemoryOption, check_memory
+from gradinvert.runtime.device import resolve_device
+from gradinvert.runtime.errors import UsageError
+from gradinvert.runtime.memory import learn_prior_estimate
+from gradinvert.runtime.resources import check_memory
 
 HELP = "\n\n".join(
     [
@@ -38,9 +47,11 @@ HELP = "\n\n".join(
         "moves the generator toward the copy. The generator stays in eval mode (BN running "
         "statistics). Defaults are the official run: 200 tasks, 1000 + 500 iterations.",
         "--generator is where to start: dcgan (untrained, seeded by --seed), a generator file "
-        "(train-prior or learn-prior), or package.module:factory. The output is a generator "
-        "file like train-prior's (use it with invert --generator; one started from a factory "
-        "records the factory's path and imports it again when loaded); its 'training' metadata "
+        "(train-prior or learn-prior), or package.module:factory (with --generator-weights: a "
+        "state dict or generator file to start from). The output is a generator file like "
+        "train-prior's (use it with invert --generator; one started from a factory records the "
+        "factory's path, and is used again with --generator pkg.mod:fn --generator-weights "
+        "FILE, or with --trust-code: a file never runs code on its own); its 'training' metadata "
         "records the tasks, each update file's SHA-256, the order, the settings and every "
         "task's final gradient distance.",
         "--samples writes a grid of 64 images from fixed latents every --samples-every tasks. "
@@ -49,9 +60,10 @@ HELP = "\n\n".join(
         "--tasks to continue a finished run.",
         "Exit codes: 2 usage (no UPDATES, a bad setting), 65 invalid input (updates of "
         "different architectures or inputs, a generator that does not fit the input, an "
-        "unreadable file or checkpoint), 66 missing input (a file, or a glob that matches "
-        "nothing), 69 unavailable device or more memory needed than --max-memory, 70 internal "
-        "error, 130 interrupted.",
+        "unreadable file or checkpoint, a file that names code: see --trust-code), 66 missing "
+        "input (a file, or a glob that matches nothing), 69 unavailable device or more memory "
+        "needed than --max-memory, 70 internal error, 130 interrupted (143 on SIGTERM, which "
+        "stops like Ctrl-C).",
     ]
 )
 
@@ -71,6 +83,13 @@ def learn_prior_command(
         str,
         typer.Option("--generator", help="Start from: dcgan, a generator file, or module:factory."),
     ] = "dcgan",
+    generator_weights: Annotated[
+        Path | None,
+        typer.Option(
+            "--generator-weights",
+            help="State dict or generator file loaded into a named or imported --generator.",
+        ),
+    ] = None,
     tasks: Annotated[int, typer.Option("--tasks", help="Tasks (one update each).")] = 200,
     latent_iterations: Annotated[
         int, typer.Option("--latent-iterations", help="Latent-search iterations per task.")
@@ -99,6 +118,10 @@ def learn_prior_command(
         Path | None, typer.Option("--checkpoint", help="Save the run state here after every task.")
     ] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from --checkpoint.")] = False,
+    overwrite_checkpoint: Annotated[
+        bool,
+        typer.Option("--overwrite-checkpoint", help="Replace an existing --checkpoint afresh."),
+    ] = False,
     samples: Annotated[
         Path | None, typer.Option("--samples", help="PNG grid of 64 generated images.")
     ] = None,
@@ -108,6 +131,8 @@ def learn_prior_command(
     no_progress: Annotated[
         bool, typer.Option("--no-progress", help="No progress bar (one line per task instead).")
     ] = False,
+    model: ModelFactoryOption = None,
+    trust_code: TrustCodeOption = False,
     device: DeviceOption = "auto",
     max_memory: MaxMemoryOption = None,
 ) -> None:
@@ -135,8 +160,14 @@ def learn_prior_command(
         samples_every=samples_every,
     )
     config.validate()
+    paths = expand_update_paths(updates)
+    refuse_clobbering(
+        [*paths, *map(labels_path, paths), generator],
+        {"--out": out, "--checkpoint": checkpoint, "--samples": samples},
+    )
+    refuse_checkpoint_overwrite(checkpoint, resume, overwrite_checkpoint)
     torch_device = resolve_device(device)
-    estimate = learn_prior_estimate(expand_update_paths(updates), config.restarts, generator)
+    estimate = learn_prior_estimate(paths, config.restarts, generator)
     check_memory(estimate, max_memory, torch_device)
     result = learn_prior(
         updates,
@@ -148,6 +179,7 @@ def learn_prior_command(
         resume=resume,
         samples=samples,
         log=lambda message: console.print(message, soft_wrap=True),
+        generator_weights=generator_weights,
     )
     save_learned_prior(result, out)
     training = result.training

@@ -17,6 +17,7 @@ from gradinvert.cli import report as report_cmd
 from gradinvert.cli import train_inverter as train_inverter_cmd
 from gradinvert.cli import train_prior as train_prior_cmd
 from gradinvert.cli.common import state
+from gradinvert.io.atomic import set_public_outputs
 
 app = typer.Typer(
     name="gradinvert",
@@ -40,6 +41,15 @@ def _version(value: bool) -> None:
 @app.callback()
 def main(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
+    public_outputs: Annotated[
+        bool,
+        typer.Option(
+            "--public-outputs",
+            envvar="GRADINVERT_PUBLIC_OUTPUTS",
+            help="Write files holding images (reconstructions, truth, grids, PNGs, reports, "
+            "checkpoints) with your umask's mode instead of owner-only (0600).",
+        ),
+    ] = False,
     version: Annotated[
         bool,
         typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
@@ -47,6 +57,7 @@ def main(
 ) -> None:
     """gradinvert: gradient-inversion attacks and leakage scores for FL audits."""
     state["debug"] = debug
+    set_public_outputs(public_outputs)
 
 
 app.command("capture")(capture.capture)

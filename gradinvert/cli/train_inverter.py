@@ -8,12 +8,24 @@ from typing import Annotated
 import torch
 import typer
 
-from gradinvert.cli.capture import _load_inputs
-from gradinvert.cli.common import DeviceOption, console, handle_errors
-from gradinvert.device import resolve_device
-from gradinvert.errors import UsageError
-from gradinvert.files import load_update
+from gradinvert.cli.common import (
+    DeviceOption,
+    MaxMemoryOption,
+    ModelFactoryOption,
+    TrustCodeOption,
+    console,
+    handle_errors,
+)
 from gradinvert.inverter import TrainInverterConfig, save_inverter, train_inverter
+from gradinvert.inverter.footprint import estimate_train_inverter
+from gradinvert.inverter.train import PAIRS_CACHE_NAMES
+from gradinvert.io.batch_input import load_client_batch
+from gradinvert.io.files import load_update, read_update_shapes
+from gradinvert.io.outputs import refuse_checkpoint_overwrite, refuse_clobbering
+from gradinvert.models.footprint import check_update_model
+from gradinvert.runtime.device import resolve_device
+from gradinvert.runtime.errors import UsageError
+from gradinvert.runtime.resources import check_memory
 
 HELP = "\n\n".join(
     [
@@ -37,8 +49,9 @@ HELP = "\n\n".join(
         "them. --checkpoint is written every epoch and on Ctrl-C (which stops after the current "
         "step); --resume continues to exactly the weights of an uninterrupted run.",
         "Exit codes: 2 usage (e.g. fewer images than two batches), 65 invalid input (a template "
-        "that is not an update file, a model GIT cannot mirror is 2), 66 missing input, "
-        "69 unavailable device, 130 interrupted.",
+        "that is not an update file or names code: see --trust-code; a model GIT cannot mirror "
+        "is 2), 66 missing input, 69 unavailable device or more memory needed than "
+        "--max-memory, 130 interrupted (143 on SIGTERM, which stops like Ctrl-C).",
     ]
 )
 
@@ -91,10 +104,17 @@ def train_inverter_command(
         Path | None, typer.Option("--checkpoint", help="Save the run state here every epoch.")
     ] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from --checkpoint.")] = False,
+    overwrite_checkpoint: Annotated[
+        bool,
+        typer.Option("--overwrite-checkpoint", help="Replace an existing --checkpoint afresh."),
+    ] = False,
     no_progress: Annotated[
         bool, typer.Option("--no-progress", help="No progress bars on stderr.")
     ] = False,
+    model: ModelFactoryOption = None,
+    trust_code: TrustCodeOption = False,
     device: DeviceOption = "auto",
+    max_memory: MaxMemoryOption = None,
 ) -> None:
     config = TrainInverterConfig(
         arch=arch,
@@ -114,9 +134,19 @@ def train_inverter_command(
     config.validate()
     if resume and checkpoint is None:
         raise UsageError("--resume needs --checkpoint PATH")
+    refuse_clobbering(
+        [template_path, *images, labels],
+        {"--out": out, "--checkpoint": checkpoint},
+        {"--pairs-cache": (pairs_cache, PAIRS_CACHE_NAMES)},
+    )
+    refuse_checkpoint_overwrite(checkpoint, resume, overwrite_checkpoint)
     torch_device = resolve_device(device)
+    shapes = read_update_shapes(template_path)
+    check_update_model(shapes)  # before any image is read: a model that cannot be built
+    pixels, label_list, _ = load_client_batch(images, size, labels, log=console.print)
+    estimate = estimate_train_inverter(shapes, config, pixels.shape[0])
+    check_memory(estimate, max_memory, torch_device)
     template = load_update(template_path)
-    pixels, label_list, _ = _load_inputs(images, size, labels)
     label_tensor = None if label_list is None else torch.tensor(label_list, dtype=torch.long)
     if label_tensor is None:
         console.print(

@@ -7,13 +7,14 @@ from typing import Annotated
 
 import typer
 
-from gradinvert.cli.common import DeviceOption, console, handle_errors
-from gradinvert.device import resolve_device
-from gradinvert.errors import UsageError
-from gradinvert.images import expand_image_paths
-from gradinvert.memory import train_prior_estimate
+from gradinvert.cli.common import DeviceOption, MaxMemoryOption, console, handle_errors
+from gradinvert.io.images import expand_image_paths
+from gradinvert.io.outputs import refuse_checkpoint_overwrite, refuse_clobbering
 from gradinvert.priors import TrainPriorConfig, save_prior, train_prior
-from gradinvert.resources import MaxMemoryOption, check_memory
+from gradinvert.runtime.device import resolve_device
+from gradinvert.runtime.errors import UsageError
+from gradinvert.runtime.memory import train_prior_estimate
+from gradinvert.runtime.resources import check_memory
 
 HELP = "\n\n".join(
     [
@@ -44,7 +45,7 @@ HELP = "\n\n".join(
         "input (a folder without images, an unreadable image or checkpoint), 66 missing input, "
         "69 unavailable device or "
         "more memory needed than --max-memory, "
-        "70 diverged or internal error, 130 interrupted.",
+        "70 diverged or internal error, 130 interrupted (143 on SIGTERM, which stops like Ctrl-C).",
     ]
 )
 
@@ -83,6 +84,10 @@ def train_prior_command(
         typer.Option("--checkpoint", help="Save the run state here after every epoch."),
     ] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from --checkpoint.")] = False,
+    overwrite_checkpoint: Annotated[
+        bool,
+        typer.Option("--overwrite-checkpoint", help="Replace an existing --checkpoint afresh."),
+    ] = False,
     samples: Annotated[
         Path | None,
         typer.Option("--samples", help="PNG grid of 64 generated images (every epoch)."),
@@ -103,6 +108,8 @@ def train_prior_command(
         raise UsageError(f"--out {out}: is a folder, give a file name")
     if resume and checkpoint is None:
         raise UsageError("--resume needs --checkpoint PATH")
+    refuse_clobbering(sources, {"--out": out, "--checkpoint": checkpoint, "--samples": samples})
+    refuse_checkpoint_overwrite(checkpoint, resume, overwrite_checkpoint)
     config = TrainPriorConfig(
         size=size,
         epochs=epochs,

@@ -1,17 +1,18 @@
 """Generative image priors: architectures, generator files, and ``--generator`` resolution."""
 
-from gradinvert.generators.dcgan import DCGANDiscriminator, DCGANGenerator, dcgan_init_
-from gradinvert.generators.loader import Generator, arch_record, load_generator
-from gradinvert.generators.store import GeneratorFile, load_generator_file, save_generator
+from gradinvert.runtime.lazy import lazy_exports
 
-__all__ = [
-    "DCGANDiscriminator",
-    "DCGANGenerator",
-    "Generator",
-    "GeneratorFile",
-    "arch_record",
-    "dcgan_init_",
-    "load_generator",
-    "load_generator_file",
-    "save_generator",
-]
+__all__, __getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "DCGANDiscriminator": "dcgan",
+        "DCGANGenerator": "dcgan",
+        "Generator": "loader",
+        "GeneratorFile": "store",
+        "arch_record": "loader",
+        "dcgan_init_": "dcgan",
+        "load_generator": "loader",
+        "load_generator_file": "store",
+        "save_generator": "store",
+    },
+)

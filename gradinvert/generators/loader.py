@@ -9,10 +9,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from gradinvert.errors import InvalidInputError, MissingInputError, UsageError
 from gradinvert.generators.dcgan import SIZES, DCGANGenerator, dcgan_init_
-from gradinvert.generators.store import load_generator_file
+from gradinvert.generators.store import FILE_KIND, load_generator_file
+from gradinvert.io.files import is_gradinvert_file
 from gradinvert.models.registry import import_factory, load_state, read_state_dict
+from gradinvert.models.trust import require_trusted
+from gradinvert.runtime.errors import InvalidInputError, MissingInputError, UsageError
 
 NAMED = ("dcgan",)
 FACTORY = "factory"  # the architecture name of a generator file made from a user factory
@@ -51,7 +53,7 @@ def _build_dcgan(input_shape: tuple[int, int, int], seed: int) -> nn.Module:
 
 
 def _import_factory(spec: str) -> nn.Module:
-    made = import_factory(spec, "--generator")()
+    made = import_factory(spec, "--generator", own=f"--generator {spec}")()
     if not isinstance(made, nn.Module):
         raise UsageError(f"--generator {spec!r}: the factory returned {type(made).__name__}")
     return made
@@ -80,9 +82,12 @@ def _from_file(path: Path) -> tuple[nn.Module, dict[str, Any]]:
 
 def _recorded_factory(path: Path, spec: object) -> nn.Module:
     """The module a file's ``{"name": "factory", "factory": "pkg.mod:fn"}`` record names,
-    built by importing that factory (it must be importable here, as for ``--generator``)."""
+    built by importing that factory: only when the run trusts it (``--trust-code``), since the
+    file may come from anyone; ``--generator pkg.mod:fn --generator-weights FILE`` is the way to
+    use such a file with a factory the user names."""
     if not isinstance(spec, str) or ":" not in spec:
         raise InvalidInputError(f"{path}: the factory record needs 'factory': 'package.module:fn'")
+    require_trusted(spec, str(path), f"--generator {spec} --generator-weights {path}")
     try:
         return _import_factory(spec)
     except UsageError as exc:
@@ -90,6 +95,14 @@ def _recorded_factory(path: Path, spec: object) -> nn.Module:
             f"{path}: its architecture is the factory {spec!r}, which does not load here "
             f"({exc.message}); put its package on PYTHONPATH"
         ) from None
+
+
+def _weights(path: str | Path) -> dict[str, torch.Tensor]:
+    """A state dict file's tensors, or a generator file's weights (its architecture record is
+    not read: the generator is the one the command line names)."""
+    if is_gradinvert_file(path, FILE_KIND):
+        return load_generator_file(path).state
+    return read_state_dict(path)
 
 
 def arch_record(generator: Generator) -> dict[str, Any]:
@@ -117,7 +130,9 @@ def load_generator(
     ``spec``: ``dcgan`` (untrained, DCGAN-initialised with ``seed``), a generator file written by
     ``train-prior``/``learn-prior``, or ``package.module:factory`` (a no-argument callable
     returning an ``nn.Module`` with a ``latent_shape`` attribute, output in [-1, 1]).
-    ``weights``: a state dict (safetensors or ``.pt``) loaded into a named or imported generator.
+    ``weights``: a state dict (safetensors or ``.pt``) or a generator file, loaded into a named
+    or imported generator. A factory is imported only when the run trusts it
+    (:func:`gradinvert.models.trust_code`; on the command line ``--generator`` vouches for it).
     """
     path = Path(spec)
     if spec in NAMED:
@@ -138,7 +153,7 @@ def load_generator(
             "package.module:factory"
         )
     if weights is not None:
-        load_state(module, read_state_dict(weights), str(weights))
+        load_state(module, _weights(weights), str(weights))
         source["weights"] = str(weights)
     latent_shape = getattr(module, "latent_shape", None)
     if not isinstance(latent_shape, tuple) or not all(

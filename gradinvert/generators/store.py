@@ -10,14 +10,18 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from gradinvert.errors import InvalidInputError
-from gradinvert.files import _common_metadata, _json_field, _require_schema, _save, read_safetensors
+from gradinvert.generators.dcgan import DEFAULT_UPSAMPLE, DCGANGenerator
+from gradinvert.io.file_schemas import DcganArch, GeneratorMetadata, validate_generator_metadata
+from gradinvert.io.files import _common_metadata, _require_schema, _save
+from gradinvert.io.tensorfile import Header, read_header, read_tensors
+from gradinvert.models.footprint import on_meta
+from gradinvert.models.registry import state_problems
+from gradinvert.runtime.errors import InvalidInputError
 
 FILE_KIND = "generator"
 
@@ -55,21 +59,49 @@ def save_generator(
     _save(tensors, metadata, path)
 
 
-def load_generator_file(path: str | os.PathLike[str]) -> GeneratorFile:
-    """Read a generator file; floats come back as float32."""
-    path = Path(path)
-    tensors, metadata = read_safetensors(path)
-    _require_schema(path, metadata, FILE_KIND)
-    arch = _json_field(path, metadata, "generator")
-    training = _json_field(path, metadata, "training", default="{}")
-    if not isinstance(arch, dict) or not isinstance(arch.get("name"), str):
-        raise InvalidInputError(f"{path}: metadata 'generator' must be an object with a 'name'")
-    if not isinstance(training, dict):
-        raise InvalidInputError(f"{path}: metadata 'training' must be an object")
-    state: dict[str, torch.Tensor] = {}
-    for key, value in tensors.items():
+def arch_dict(arch: DcganArch | Any) -> dict[str, Any]:
+    """A validated architecture record as a dict; a DCGAN's ``upsample`` only when not the
+    default, as :meth:`DCGANGenerator.arch` writes it (older files keep their exact record)."""
+    record = arch.model_dump()
+    if isinstance(arch, DcganArch) and record["upsample"] == DEFAULT_UPSAMPLE:
+        del record["upsample"]
+    return record
+
+
+def _dcgan_problems(arch: dict[str, Any], shapes: dict[str, torch.Tensor]) -> list[str]:
+    """How the file's tensors differ from the DCGAN its metadata describes (built on meta)."""
+    with on_meta():
+        module = DCGANGenerator(**{k: v for k, v in arch.items() if k != "name"})
+    return state_problems(module, shapes)
+
+
+def read_generator_header(path: str | os.PathLike[str]) -> tuple[Header, GeneratorMetadata]:
+    """A generator file's header and validated metadata; a DCGAN's tensors are compared by
+    name and shape with the model its metadata describes (on the meta device) before anything
+    is read or built."""
+    header = read_header(path)
+    _require_schema(header.path, header.metadata, FILE_KIND)
+    meta = validate_generator_metadata(str(header.path), header.metadata)
+    shapes: dict[str, torch.Tensor] = {}
+    for key, value in header.meta_tensors().items():
         prefix, _, name = key.partition(".")
         if prefix not in ("param", "buffer") or not name:
-            raise InvalidInputError(f"{path}: unexpected tensor {key!r} in a generator file")
-        state[name] = value.float() if value.is_floating_point() else value
-    return GeneratorFile(arch, state, training)
+            raise InvalidInputError(f"{header.path}: unexpected tensor {key!r} in a generator file")
+        shapes[name] = value
+    if isinstance(meta.generator, DcganArch):
+        problems = _dcgan_problems(arch_dict(meta.generator), shapes)
+        if problems:
+            raise InvalidInputError(
+                f"{header.path}: tensors do not fit the generator its metadata describes "
+                f"({arch_dict(meta.generator)}): " + "; ".join(problems)
+            )
+    return header, meta
+
+
+def load_generator_file(path: str | os.PathLike[str]) -> GeneratorFile:
+    """Read a generator file (header and metadata checked first); floats come back as float32."""
+    header, meta = read_generator_header(path)
+    state: dict[str, torch.Tensor] = {}
+    for key, value in read_tensors(header).items():
+        state[key.partition(".")[2]] = value.float() if value.is_floating_point() else value
+    return GeneratorFile(arch_dict(meta.generator), state, dict(meta.training))

@@ -8,14 +8,18 @@ Wrap the ServerApp's strategy (a Message-API strategy from ``flwr.serverapp.stra
 
 Each training reply becomes ``round-RRR-node-ID.safetensors``: the FedAvg delta between the global
 arrays sent in that round and the arrays the client returned, with the round, the node id and the
-client's reported number of examples in the file's ``source``. The wrapped strategy sees the same
-replies and aggregates as before. A reply that does not fit the model is logged and skipped: the
-audit must not stop the federation.
+client's reported number of examples in the file's ``source``. A file is never replaced: a second
+reply of the same node in one round (or a file left by an earlier run) makes
+``round-RRR-node-ID-2.safetensors``, then ``-3`` and so on. The wrapped strategy sees the same
+replies and aggregates as before. A reply that cannot be recorded, for whatever reason (it does
+not fit the model, holds strings, reports an impossible number of examples, the disk is full), is
+logged and skipped: the audit must not stop the federation.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -32,10 +36,12 @@ except ImportError as exc:  # pragma: no cover - depends on the optional extra
         "gradinvert.integrations.flower needs Flower: pip install 'gradinvert[flower]'"
     ) from exc
 
-from gradinvert.errors import GradinvertError
-from gradinvert.files import LocalTraining, save_update
-from gradinvert.import_update import ClientSettings, StateInputs, build_update
+from gradinvert.client.import_update import ClientSettings, StateInputs, build_update
+from gradinvert.io.files import LocalTraining, save_update
 from gradinvert.models import NORMALIZATIONS, InputSpec, model_spec
+from gradinvert.models.trust import CodeTrust, named_factories, trusting
+from gradinvert.report.console import one_line
+from gradinvert.runtime.errors import GradinvertError
 
 log = logging.getLogger(__name__)
 
@@ -52,11 +58,21 @@ def _arrays(message: Message) -> ArrayRecord | None:
 
 
 def _num_examples(message: Message) -> int | None:
+    """The reported ``num-examples`` when it is a finite count of at least 1 (else unknown)."""
     for record in message.content.metric_records.values():
         value = record.get("num-examples")
-        if isinstance(value, (int, float)) and value >= 1:
+        if isinstance(value, (int, float)) and math.isfinite(value) and value >= 1:
             return int(value)
     return None
+
+
+def _free_path(folder: Path, stem: str) -> Path:
+    """``stem.safetensors`` in ``folder``, or ``stem-2``, ``-3``, ... when it is taken."""
+    path, count = folder / f"{stem}.safetensors", 1
+    while path.exists():
+        count += 1
+        path = folder / f"{stem}-{count}.safetensors"
+    return path
 
 
 class RecordUpdates(Strategy):
@@ -64,9 +80,10 @@ class RecordUpdates(Strategy):
     aggregate as usual.
 
     ``model``, ``num_classes``, ``input_shape``, ``normalize`` and ``mode`` describe the model as
-    in ``capture``. ``local``: the clients' local training, when the deployment knows it (else
-    recorded as unknown). ``batch_size``: the clients' batch; default each client's reported
-    ``num-examples``.
+    in ``capture`` (a ``package.module:factory`` here is the caller's own code, so it is trusted;
+    nothing a client sends names code). ``local``: the clients' local training, when the
+    deployment knows it (else recorded as unknown). ``batch_size``: the clients' batch; default
+    each client's reported ``num-examples``.
     """
 
     def __init__(
@@ -86,7 +103,9 @@ class RecordUpdates(Strategy):
         channels = input_shape[0]
         self.strategy = strategy
         self.out_dir = Path(out_dir)
-        self.spec = model_spec(model, num_classes, tuple(input_shape))  # type: ignore[arg-type]
+        self.trust = CodeTrust(named_factories([model]))
+        with trusting(self.trust):
+            self.spec = model_spec(model, num_classes, tuple(input_shape))  # type: ignore[arg-type]
         self.input = InputSpec(tuple(input_shape), mean[:channels], std[:channels])  # type: ignore[arg-type]
         self.mode = mode
         self.local = local
@@ -110,8 +129,23 @@ class RecordUpdates(Strategy):
         return self.strategy.aggregate_train(server_round, replies)
 
     def record(self, server_round: int, reply: Message) -> Path | None:
-        """Write one training reply as an update file; None when it could not be."""
+        """Write one training reply as an update file; None when it could not be (logged).
+
+        Never raises: whatever goes wrong with one reply must not stop the federation."""
         node = reply.metadata.src_node_id
+        try:
+            return self._record(server_round, node, reply)
+        except Exception as exc:  # any failure skips this reply only
+            reason = exc.message if isinstance(exc, GradinvertError) else repr(exc)
+            log.warning(
+                "gradinvert: round %s node %s not recorded: %s",
+                server_round,
+                node,
+                one_line(reason),
+            )
+            return None
+
+    def _record(self, server_round: int, node: int, reply: Message) -> Path | None:
         arrays = _arrays(reply)
         before = self.sent.get(server_round)
         if arrays is None or before is None:
@@ -127,14 +161,12 @@ class RecordUpdates(Strategy):
             "message_id": reply.metadata.message_id,
             "local": "given" if self.local is not None else "unknown",
         }
-        path = self.out_dir / f"round-{server_round:03d}-node-{node}.safetensors"
-        try:
-            inputs = StateInputs(before=before, after=_state(arrays))
-            inputs.names = {"before": f"round {server_round} global", "after": f"node {node}"}
-            save_update(build_update(self.spec, self.input, inputs, settings, source), path)
-        except GradinvertError as exc:
-            log.warning("gradinvert: round %s node %s not recorded: %s", server_round, node, exc)
-            return None
+        inputs = StateInputs(before=before, after=_state(arrays))
+        inputs.names = {"before": f"round {server_round} global", "after": f"node {node}"}
+        with trusting(self.trust):
+            update = build_update(self.spec, self.input, inputs, settings, source)
+        path = _free_path(self.out_dir, f"round-{server_round:03d}-node-{node}")
+        save_update(update, path)
         self.written.append(path)
         return path
 

@@ -1,21 +1,18 @@
-"""Gradient inversion engine: optimize candidate batches whose gradients match a shared update.
+"""Gradient inversion: the engine that optimizes candidate batches whose gradients match a shared
+update, its search spaces, objectives, priors, group consistency and stages, and
+:func:`invert_file`, the library call behind ``gradinvert invert``. The attack settings and
+presets live in :mod:`gradinvert.config`."""
 
-Public API: :class:`AttackConfig`, :data:`PRESETS`, :func:`preset`, :func:`preset_table`,
-:func:`run_attack`.
-"""
+from gradinvert.runtime.lazy import lazy_exports
 
-from gradinvert.invert.attack import LabelChoice, resolve_labels, run_attack
-from gradinvert.invert.config import PRESETS, AttackConfig, preset, preset_table
-from gradinvert.invert.engine import DivergedError, InterruptedRun
-
-__all__ = [
-    "PRESETS",
-    "AttackConfig",
-    "DivergedError",
-    "InterruptedRun",
-    "LabelChoice",
-    "preset",
-    "preset_table",
-    "resolve_labels",
-    "run_attack",
-]
+__all__, __getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "DivergedError": "engine",
+        "InterruptedRun": "engine",
+        "LabelChoice": "attack",
+        "invert_file": "pipeline",
+        "resolve_labels": "attack",
+        "run_attack": "attack",
+    },
+)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from gradinvert.errors import InvalidInputError
-from gradinvert.files import LocalTraining, UpdateFile
+from gradinvert.io.files import LocalTraining, UpdateFile
+from gradinvert.runtime.errors import InvalidInputError
 
 
 def assume_local_training(update: UpdateFile) -> tuple[UpdateFile, str | None]:

@@ -10,22 +10,28 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
-from gradinvert.errors import InvalidInputError, MissingInputError, UnavailableError, UsageError
-from gradinvert.files import BatchFile, UpdateFile, check_labels
+from gradinvert.config.attack import AttackConfig
 from gradinvert.invert.assume import assume_local_training
-from gradinvert.invert.config import AttackConfig
 from gradinvert.invert.engine import Engine, Progress, fingerprint, read_checkpoint
 from gradinvert.invert.objectives import select_layers
 from gradinvert.invert.priors import bn_reference
 from gradinvert.invert.simulate import Simulator, Victim, build_victim
 from gradinvert.invert.stages import build_space, plan_stages, weight_latents
-from gradinvert.runstate import stderr_progress
+from gradinvert.io.files import BatchFile, UpdateFile, check_labels
+from gradinvert.runtime.device import rng_devices
+from gradinvert.runtime.errors import (
+    InvalidInputError,
+    MissingInputError,
+    UnavailableError,
+    UsageError,
+)
+from gradinvert.runtime.runstate import stderr_progress
 
 if TYPE_CHECKING:
     from gradinvert.generators import Generator
@@ -158,8 +164,7 @@ def run_attack(
     ``generator``: the generator of ``--search z|w|zw``; by default ``config.generator`` is
     loaded (:func:`gradinvert.generators.load_generator`).
     """
-    config = copy.deepcopy(config)
-    config.validate()
+    config = type(config).model_validate(config.model_dump())  # a validated private copy
     device = torch.device(device)
     say = log or (lambda _message: None)
     if checkpoint_every < 1:
@@ -223,10 +228,7 @@ def run_attack(
                 "or settings); start afresh without --resume or use another --checkpoint path"
             )
         first = names.index(saved["stage"])
-    cuda_devices = []
-    if device.type == "cuda":
-        cuda_devices = [device.index if device.index is not None else torch.cuda.current_device()]
-    with torch.random.fork_rng(devices=cuda_devices):
+    with torch.random.fork_rng(devices=rng_devices(device)):
         torch.manual_seed(config.seed)
         latents = logits = None
         if config.search == "w":
@@ -305,7 +307,7 @@ def _generator(
     if config.search == "x":
         return None
     if given is not None:
-        return given
+        return _on_device(given, device)
     if not config.generator:
         raise UsageError(
             f"--search {config.search} needs --generator (dcgan, a generator file written by "
@@ -320,6 +322,16 @@ def _generator(
         seed=config.seed,
         device=device,
     )
+
+
+def _on_device(generator: Generator, device: torch.device) -> Generator:
+    """``generator`` with its module on ``device``: the caller's own where it already is there,
+    else a moved copy (the caller's generator stays where it is)."""
+    target = torch.empty(0, device=device).device  # "cuda" → "cuda:0": comparable
+    tensors = [*generator.module.parameters(), *generator.module.buffers()]
+    if all(t.device == target for t in tensors):
+        return generator
+    return replace(generator, module=copy.deepcopy(generator.module).to(target))
 
 
 def _generator_state(generator: Generator | None) -> dict[str, torch.Tensor]:
@@ -411,7 +423,7 @@ def _result(
     metadata = {
         "source": "invert",
         "attack": config.attack,
-        "config": config.to_dict(),
+        "config": config.record(),
         "seed": config.seed,
         "update_kind": update.kind,
         "model": update.model.to_dict(),

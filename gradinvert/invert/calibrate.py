@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from gradinvert.invert.config import AttackConfig
+from gradinvert.config.attack import AttackConfig
 from gradinvert.invert.priors import BnReference
 
 TERMS = ("gradient", "bn_first", "bn_rest")

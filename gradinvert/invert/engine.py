@@ -14,8 +14,9 @@ parameters with fresh optimizer moments (L-BFGS: fresh optimizer), and counted; 
 ``MAX_RESETS`` resets of one seed the run stops with :class:`DivergedError` (exit 70; lower
 the learning rate).
 
-Ctrl-C (SIGINT, main thread): the current iteration finishes, a checkpoint is written when one
-was asked for, and :class:`InterruptedRun` (exit 130) is raised; a second Ctrl-C aborts at once.
+Ctrl-C (SIGINT) or SIGTERM (main thread): the current iteration finishes, a checkpoint is written
+when one was asked for, and :class:`InterruptedRun` is raised (exit 130; 143 for SIGTERM); a
+second signal aborts at once.
 """
 
 from __future__ import annotations
@@ -31,9 +32,8 @@ from typing import Any
 import torch
 from torch.func import grad, grad_and_value, vmap
 
-from gradinvert.errors import ExitCode, GradinvertError, InvalidInputError
+from gradinvert.config.attack import AttackConfig
 from gradinvert.invert.calibrate import TERMS, StartPull, bn_terms, calibrated_weights
-from gradinvert.invert.config import AttackConfig
 from gradinvert.invert.priors import (
     BnReference,
     bn_prior,
@@ -43,10 +43,14 @@ from gradinvert.invert.priors import (
 )
 from gradinvert.invert.simulate import Simulator
 from gradinvert.invert.spaces import Params, PixelSpace, SearchSpace
+from gradinvert.io.file_schemas import InvertCheckpoint, validate_checkpoint
 from gradinvert.models.spec import InputSpec
-from gradinvert.runstate import (
+from gradinvert.runtime.errors import ExitCode, GradinvertError, InvalidInputError, one_line
+from gradinvert.runtime.runstate import (
     Interruptible,
+    check_optimizer_state,
     check_same_run,
+    check_tensors_fit,
     read_checkpoint_file,
     to_cpu,
     write_checkpoint,
@@ -446,7 +450,7 @@ class Engine(Interruptible):
     ) -> None:
         """Iterate until ``config.iterations``; checkpoint every N and on Ctrl-C."""
         total = self.config.iterations
-        with self._sigint_stops():
+        with self._signals_stop():
             while self.iteration < total:
                 self.step()
                 if checkpoint is not None and (
@@ -503,35 +507,46 @@ class Engine(Interruptible):
 
     def load_state_dict(self, state: dict[str, Any], source: str = "checkpoint") -> None:
         """Continue from :meth:`state_dict`; refuses a checkpoint of another run."""
-        if state.get("format") != CHECKPOINT_FORMAT:
-            raise InvalidInputError(f"{source}: not a gradinvert invert checkpoint")
+        validate_checkpoint(InvertCheckpoint, source, state, CHECKPOINT_FORMAT, "invert")
         check_same_run(state, self.run_id, source, "update, labels or settings")
         if state.get("stage") != self.stage:
             raise InvalidInputError(
                 f"{source}: the checkpoint is of stage {state.get('stage')!r}, not {self.stage!r}"
             )
         device = self.device
-        saved = state.get("params")
-        if not isinstance(saved, dict) or set(saved) != set(self.params):
-            raise InvalidInputError(f"{source}: the checkpoint's parameters do not fit this run")
+        saved = state["params"]
+        check_tensors_fit(source, saved, dict(self.params), "the checkpoint's parameters")
+        assert self.space is not None
+        fixed = {k: v for k, v in state["fixed"].items() if k in self.space.fixed}
+        check_tensors_fit(source, fixed, dict(self.space.fixed), "the checkpoint's fixed tensors")
+        if self.label_logits is not None:
+            logits = (
+                {"label_logits": state["label_logits"]} if state["label_logits"] is not None else {}
+            )
+            check_tensors_fit(source, logits, {"label_logits": self.label_logits}, "the labels")
+        optimizer = self._make_optimizer()
+        check_optimizer_state(source, optimizer, state["optimizer"])
         with torch.no_grad():
             for name, param in self.params.items():
                 param.copy_(saved[name].to(device))
-            assert self.space is not None
-            for name, value in state.get("fixed", {}).items():
-                if name in self.space.fixed:
-                    self.space.fixed[name].copy_(value.to(device))
+            for name, value in fixed.items():
+                self.space.fixed[name].copy_(value.to(device))
             if self.label_logits is not None:
                 self.label_logits.copy_(state["label_logits"].to(device))
         targets = state.get("targets")
         self.targets = None if targets is None else targets.to(device)
-        self.optimizer = self._make_optimizer()
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.cpu_rng.set_state(state["cpu_rng"])
-        self.device_rng.set_state(state["device_rng"])
-        torch.set_rng_state(state["torch_rng"])
-        if device.type == "cuda" and "cuda_rng" in state:
-            torch.cuda.set_rng_state(state["cuda_rng"], device)
+        self.optimizer = optimizer
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.cpu_rng.set_state(state["cpu_rng"])
+            self.device_rng.set_state(state["device_rng"])
+            torch.set_rng_state(state["torch_rng"])
+            if device.type == "cuda" and state.get("cuda_rng") is not None:
+                torch.cuda.set_rng_state(state["cuda_rng"], device)
+        except (KeyError, RuntimeError, ValueError, TypeError) as exc:
+            raise InvalidInputError(
+                f"{source}: damaged checkpoint ({one_line(str(exc))})"
+            ) from None
         self.iteration = int(state["iteration"])
         self.resets = [int(r) for r in state["resets"]]
         self.history = json.loads(state.get("history", "[]"))
@@ -552,5 +567,5 @@ class Engine(Interruptible):
 
 
 def read_checkpoint(path: Path) -> dict[str, Any]:
-    """A checkpoint written by :meth:`Engine.save` (``torch.load`` with ``weights_only``)."""
+    """A checkpoint written by :meth:`Engine.save` (read as an untrusted ``.pt`` file)."""
     return read_checkpoint_file(path, CHECKPOINT_FORMAT, "invert")

@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from gradinvert.invert.config import parse_layers
+from gradinvert.config.attack import parse_layers
 
 
 def select_layers(names: Sequence[str], target: dict[str, torch.Tensor], spec: str) -> list[str]:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from gradinvert.files import UpdateFile
+from gradinvert.io.files import UpdateFile
 
 _IMAGE_DIMS = (-4, -3, -2, -1)
 

@@ -22,11 +22,11 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad, replace_all_batch_norm_modules_, vmap
 
-from gradinvert.bnstats import batchnorm_layers, channel_stats
-from gradinvert.capture import minibatch_schedule
-from gradinvert.files import UpdateFile
+from gradinvert.client.bnstats import batchnorm_layers, channel_stats
+from gradinvert.client.capture import minibatch_schedule
 from gradinvert.invert.objectives import GradientDistance
 from gradinvert.invert.trim import Trim, trim_dead_taps
+from gradinvert.io.files import UpdateFile
 from gradinvert.models.restore import model_from_update
 
 BnStats = tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]

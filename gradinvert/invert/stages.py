@@ -9,13 +9,12 @@ best restart only).
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 import torch
 
+from gradinvert.config.attack import AttackConfig
 from gradinvert.generators import Generator
-from gradinvert.invert.config import AttackConfig
 from gradinvert.invert.spaces import LatentSpace, PixelSpace, SearchSpace, WeightSpace
 from gradinvert.models.spec import InputSpec
 
@@ -32,15 +31,18 @@ class Stage:
 
 def plan_stages(config: AttackConfig) -> list[Stage]:
     """The stages ``config.search`` runs, each with its own copy of the settings."""
-    replace = dataclasses.replace
     if config.search == "x":
         return [Stage("x", config)]
     if config.search == "z":
-        return [Stage("z", replace(config, lr=config.latent_lr))]
+        return [Stage("z", config.model_copy(update=dict(lr=config.latent_lr)))]
     if config.search == "w":
-        return [Stage("w", replace(config, lr=config.generator_lr))]
-    latent = replace(config, iterations=config.latent_iterations, lr=config.latent_lr)
-    weights = replace(config, lr=config.generator_lr, seeds=1, pick="best", group=0.0)
+        return [Stage("w", config.model_copy(update=dict(lr=config.generator_lr)))]
+    latent = config.model_copy(
+        update=dict(iterations=config.latent_iterations, lr=config.latent_lr)
+    )
+    weights = config.model_copy(
+        update=dict(lr=config.generator_lr, seeds=1, pick="best", group=0.0)
+    )
     return [Stage("z", latent), Stage("w", weights)]
 
 

@@ -9,16 +9,19 @@ from typing import Any
 
 import torch
 
-from gradinvert.errors import InvalidInputError
-from gradinvert.files import BatchFile, UpdateFile
 from gradinvert.inverter.base import stack_encoded
-from gradinvert.inverter.store import InverterFile
+from gradinvert.inverter.store import InverterFile, InverterHeader
+from gradinvert.io.files import BatchFile, UpdateFile
+from gradinvert.runtime.errors import InvalidInputError
 
 Log = Callable[[str], None]
 
 
-def compatibility_problems(inverter: InverterFile, update: UpdateFile) -> list[str]:
-    """Every way ``update`` differs from what the inverter was trained for (empty: it fits)."""
+def compatibility_problems(
+    inverter: InverterFile | InverterHeader, update: UpdateFile
+) -> list[str]:
+    """Every way ``update`` differs from what the inverter was trained for (empty: it fits);
+    names and shapes will do for both (an inverter file's header, an update's shapes)."""
     template, problems = inverter.template, []
     if update.model.to_dict() != template.model.to_dict():
         problems.append(
@@ -55,7 +58,9 @@ def _local(update: UpdateFile) -> dict[str, Any] | None:
     return record
 
 
-def check_compatible(inverter: InverterFile, update: UpdateFile, source: str = "inverter") -> None:
+def check_compatible(
+    inverter: InverterFile | InverterHeader, update: UpdateFile, source: str = "inverter"
+) -> None:
     """Refuse (exit 65) an update the inverter was not made for, naming every difference."""
     problems = compatibility_problems(inverter, update)
     if problems:

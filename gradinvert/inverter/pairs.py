@@ -4,7 +4,7 @@ A template update file fixes everything about the client except its images: arch
 global weights, input size and normalization, update kind (gradient, or FedAvg delta with its
 local settings), BN mode, batch size and defenses. :class:`PairMaker` turns auxiliary images
 into the updates that client would have shared. Every pair goes through
-:func:`gradinvert.capture.capture_update` except one fast path: gradients of batch size 1,
+:func:`gradinvert.client.capture.capture_update` except one fast path: gradients of batch size 1,
 of models up to ``VMAP_MAX`` parameters, where the per-sample gradients of a whole chunk of
 images come from one ``vmap``-ed call (the same loss, the same defenses; tests compare the two
 tensor by tensor).
@@ -20,11 +20,11 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call, grad, replace_all_batch_norm_modules_, vmap
 
-from gradinvert.capture import CaptureConfig, capture_update
-from gradinvert.defenses import DefenseConfig, apply_defenses
-from gradinvert.errors import InvalidInputError
-from gradinvert.files import UpdateFile
+from gradinvert.client.capture import CaptureConfig, capture_update
+from gradinvert.client.defenses import DefenseConfig, apply_defenses
+from gradinvert.io.files import UpdateFile
 from gradinvert.models.restore import model_from_update
+from gradinvert.runtime.errors import InvalidInputError
 
 Tensors = dict[str, torch.Tensor]
 # vmap pays off for small models (LeNet: 3× faster per pair on one CPU thread); for ResNet-18

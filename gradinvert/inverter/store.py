@@ -14,25 +14,20 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 
-from gradinvert.errors import InvalidInputError, UsageError
-from gradinvert.files import (
-    LocalTraining,
-    UpdateFile,
-    _common_metadata,
-    _json_field,
-    _require_schema,
-    _save,
-    read_safetensors,
-)
 from gradinvert.invert.engine import fingerprint
 from gradinvert.inverter.base import Inverter
+from gradinvert.io.file_schemas import InverterMetadata, validate_inverter_metadata
+from gradinvert.io.files import LocalTraining, UpdateFile, _common_metadata, _require_schema, _save
+from gradinvert.io.tensorfile import Header, read_header, read_tensors
+from gradinvert.models.fit import tensor_problems
+from gradinvert.models.footprint import meta_model, on_meta
 from gradinvert.models.restore import model_from_update
 from gradinvert.models.spec import InputSpec, ModelSpec
+from gradinvert.runtime.errors import GradinvertError, InvalidInputError, UsageError, one_line
 
 FILE_KIND = "inverter"
 ARCHES = ("git", "mlp")
@@ -62,15 +57,26 @@ def template_record(template: UpdateFile) -> dict[str, Any]:
     }
 
 
-def build_inverter(arch: str, template: UpdateFile, settings: dict[str, Any]) -> Inverter:
-    """A fresh inverter of ``arch`` for the template's model, input and batch size."""
+def build_inverter(
+    arch: str, template: UpdateFile, settings: dict[str, Any], device: str = "cpu"
+) -> Inverter:
+    """A fresh inverter of ``arch`` for the template's model, input and batch size.
+
+    ``device="meta"``: shapes only, nothing allocated (to check a file before building it).
+    """
     batch = int(template.batch_size or 1)
     shape = tuple(template.input.shape)
     if arch == "git":
         from gradinvert.inverter.git import GitInverter
 
-        model = model_from_update(template, "cpu").eval()
-        return GitInverter(model, shape, batch, **settings)  # type: ignore[arg-type]
+        if device == "meta":
+            model = meta_model(template.model)
+            if model is None:  # a user factory that does not build on meta: size unknown
+                raise _NotOnMeta
+        else:
+            model = model_from_update(template, device)
+        with on_meta() if device == "meta" else torch.device(device):
+            return GitInverter(model.eval(), shape, batch, **settings)  # type: ignore[arg-type]
     if arch == "mlp":
         from gradinvert.inverter.mlp import MlpInverter
 
@@ -78,8 +84,13 @@ def build_inverter(arch: str, template: UpdateFile, settings: dict[str, Any]) ->
         if "shapes" in settings:
             settings = dict(settings)
             shapes = {n: tuple(s) for n, s in settings.pop("shapes").items()}
-        return MlpInverter(shapes, shape, batch, **settings)  # type: ignore[arg-type]
+        with on_meta() if device == "meta" else torch.device(device):
+            return MlpInverter(shapes, shape, batch, **settings)  # type: ignore[arg-type]
     raise UsageError(f"--arch {arch!r}: choose one of {', '.join(ARCHES)}")
+
+
+class _NotOnMeta(Exception):
+    """The inverter's model cannot be built on the meta device."""
 
 
 def save_inverter(
@@ -103,46 +114,81 @@ def save_inverter(
     _save(tensors, metadata, path)
 
 
-def _template_from(path: Path, record: dict[str, Any], tensors: dict) -> UpdateFile:
+def _template_from(
+    meta: InverterMetadata, tensors: dict[str, torch.Tensor], origin: str
+) -> UpdateFile:
+    """The template an inverter file describes; its update tensors are shapes only (meta)."""
+    record = meta.template
+    return UpdateFile(
+        kind=record.kind,
+        update={n: torch.empty(s, device="meta") for n, s in meta.inverter.update_shapes.items()},
+        params={k[15:]: v for k, v in tensors.items() if k.startswith("template.param.")},
+        buffers={k[16:]: v for k, v in tensors.items() if k.startswith("template.buffer.")},
+        model=ModelSpec(
+            record.model.arch, record.model.num_classes, dict(record.model.kwargs), origin=origin
+        ),
+        input=InputSpec(record.input.shape, tuple(record.input.mean), tuple(record.input.std)),
+        mode=record.mode,
+        batch_size=record.batch_size,
+        local=None if record.local is None else LocalTraining(**record.local.model_dump()),
+        defense=[entry.model_dump(exclude_none=True) for entry in record.defense],
+    )
+
+
+@dataclass
+class InverterHeader:
+    """An inverter file checked from its header alone: validated metadata, the template with
+    shapes only, and the inverter built on the meta device (None: a user model that does not
+    build there), whose state fits the file's tensors by name and shape."""
+
+    header: Header
+    meta: InverterMetadata
+    template: UpdateFile
+    inverter: Inverter | None
+
+
+def read_inverter_header(path: str | os.PathLike[str]) -> InverterHeader:
+    """Validate an inverter file's metadata and sizes before anything is read or built."""
+    header = read_header(path)
+    _require_schema(header.path, header.metadata, FILE_KIND)
+    meta = validate_inverter_metadata(str(header.path), header.metadata)
+    shapes = header.meta_tensors()
+    template = _template_from(meta, shapes, str(header.path))
     try:
-        local = record.get("local")
-        shapes = record.get("update_shapes", {})
-        return UpdateFile(
-            kind=record["kind"],
-            update={n: torch.zeros(s) for n, s in shapes.items()},
-            params={k[15:]: v for k, v in tensors.items() if k.startswith("template.param.")},
-            buffers={k[16:]: v for k, v in tensors.items() if k.startswith("template.buffer.")},
-            model=ModelSpec.from_dict(record["model"]),
-            input=InputSpec.from_dict(record["input"]),
-            mode=record["mode"],
-            batch_size=int(record["batch_size"]),
-            local=None if local is None else LocalTraining(**local),
-            defense=list(record.get("defense") or []),
+        inverter = build_inverter(meta.inverter.arch, template, meta.inverter.settings, "meta")
+    except _NotOnMeta:
+        return InverterHeader(header, meta, template, None)
+    except GradinvertError as exc:
+        named = exc.message.startswith(f"{header.path}:")  # e.g. the file names code
+        raise InvalidInputError(exc.message if named else f"{header.path}: {exc.message}") from None
+    except Exception as exc:  # a template the inverter's constructor cannot take
+        raise InvalidInputError(
+            f"{header.path}: the inverter cannot be built from its metadata "
+            f"({one_line(f'{type(exc).__name__}: {exc}')})"
+        ) from None
+    state = {k[6:]: v for k, v in shapes.items() if k.startswith("state.")}
+    problems = tensor_problems(inverter.state_dict(), state, check_dtype=False, check_finite=False)
+    if problems:
+        raise InvalidInputError(
+            f"{header.path}: the weights do not fit the inverter its metadata describes: "
+            + "; ".join(problems)
         )
-    except (KeyError, TypeError, ValueError) as exc:
-        raise InvalidInputError(f"{path}: metadata 'template' is malformed ({exc})") from None
+    return InverterHeader(header, meta, template, inverter)
 
 
 def load_inverter(path: str | os.PathLike[str]) -> InverterFile:
-    """Read an inverter file and rebuild the inverter (on the CPU)."""
-    path = Path(path)
-    tensors, metadata = read_safetensors(path)
-    _require_schema(path, metadata, FILE_KIND)
-    info = _json_field(path, metadata, "inverter")
-    record = _json_field(path, metadata, "template")
-    training = _json_field(path, metadata, "training", default="{}")
-    if not isinstance(info, dict) or info.get("arch") not in ARCHES:
-        raise InvalidInputError(f"{path}: metadata 'inverter' names no known architecture")
-    if not isinstance(record, dict):
-        raise InvalidInputError(f"{path}: metadata 'template' must be an object")
-    record = {**record, "update_shapes": info.get("update_shapes", {})}
-    template = _template_from(path, record, tensors)
-    inverter = build_inverter(info["arch"], template, dict(info.get("settings") or {}))
+    """Read an inverter file and rebuild the inverter (on the CPU), after its header was
+    checked (:func:`read_inverter_header`)."""
+    head = read_inverter_header(path)
+    tensors = read_tensors(head.header)
+    template = _template_from(head.meta, tensors, str(head.header.path))
+    info = head.meta.inverter
+    inverter = build_inverter(info.arch, template, info.settings)
     state = {k[6:]: v for k, v in tensors.items() if k.startswith("state.")}
     try:
         inverter.load_state_dict(state)
     except RuntimeError as exc:
         first = str(exc).splitlines()[0]
         raise InvalidInputError(f"{path}: the weights do not fit the inverter ({first})") from None
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    return InverterFile(inverter.eval(), template, training, digest)
+    digest = hashlib.sha256(head.header.path.read_bytes()).hexdigest()
+    return InverterFile(inverter.eval(), template, dict(head.meta.training), digest)

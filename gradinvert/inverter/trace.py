@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from gradinvert.errors import UsageError
+from gradinvert.runtime.errors import UsageError
 
 Shape = tuple[int, ...]
 PARAMETER_FREE = (

@@ -9,8 +9,8 @@ MSE on [0, 1] pixels — for batches of more than one image after matching each 
 image (Hungarian, on the detached per-pair cost). Every epoch ends with the validation MSE;
 the weights of the best epoch are kept, and training stops after ``patience`` epochs without
 improvement. Checkpoints hold everything needed to continue to the same weights (model,
-optimizer, order, position, best so far, RNG state); Ctrl-C finishes the current step, saves
-and exits 130.
+optimizer, order, position, best so far, RNG state); Ctrl-C (or SIGTERM) finishes the current step,
+saves and exits 130 (143).
 """
 
 from __future__ import annotations
@@ -27,16 +27,21 @@ from typing import Any
 import torch
 from scipy.optimize import linear_sum_assignment
 
-from gradinvert.defenses import DefenseConfig, apply_defenses
-from gradinvert.errors import InvalidInputError, MissingInputError, UsageError
-from gradinvert.files import UpdateFile, _save, read_safetensors
+from gradinvert.client.defenses import DefenseConfig, apply_defenses
 from gradinvert.invert.engine import InterruptedRun, fingerprint
 from gradinvert.inverter.base import Inverter, Tensors, stack_encoded
 from gradinvert.inverter.pairs import PairMaker, chunks
 from gradinvert.inverter.store import ARCHES, build_inverter, template_record
-from gradinvert.runstate import (
+from gradinvert.io.atomic import make_folder
+from gradinvert.io.file_schemas import TrainInverterCheckpoint, validate_checkpoint
+from gradinvert.io.files import UpdateFile, _save, read_safetensors
+from gradinvert.runtime.errors import InvalidInputError, MissingInputError, UsageError, one_line
+from gradinvert.runtime.runstate import (
     Interruptible,
+    check_optimizer_state,
     check_same_run,
+    check_tensors_fit,
+    is_permutation,
     read_checkpoint_file,
     stderr_progress,
     to_cpu,
@@ -44,6 +49,7 @@ from gradinvert.runstate import (
 )
 
 CHECKPOINT_FORMAT = "gradinvert-train-inverter-checkpoint/1"
+PAIRS_CACHE_NAMES = r"pairs-[0-9a-f]{16}\.safetensors"  # the files a --pairs-cache folder holds
 DEFAULT_LR = {"git": 1e-3, "mlp": 1e-4}
 AUGMENT_KINDS = ("noise", "laplace", "prune", "clip")
 AUGMENT_SEED_OFFSET = 1_000_003  # augmentation noise draws apart from the template's defenses
@@ -290,7 +296,7 @@ class InverterTrainer(Interruptible):
         on_step: Callable[[InverterTrainer, EpochInfo], None] | None = None,
     ) -> None:
         """Train until the last epoch or early stopping; checkpoint every epoch and on Ctrl-C."""
-        with self._sigint_stops():
+        with self._signals_stop():
             while not self.finished():
                 loss = self.train_step()
                 self.losses.append(loss)
@@ -335,17 +341,28 @@ class InverterTrainer(Interruptible):
         )
 
     def load_state_dict(self, state: dict[str, Any], source: str) -> None:
-        if state.get("format") != CHECKPOINT_FORMAT:
-            raise InvalidInputError(f"{source}: not a gradinvert train-inverter checkpoint")
+        schema = TrainInverterCheckpoint
+        validate_checkpoint(schema, source, state, CHECKPOINT_FORMAT, "train-inverter")
         check_same_run(state, self.run_id, source, "template, images or settings")
-        self.inverter.load_state_dict(state["inverter"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        live = self.inverter.state_dict()
+        check_tensors_fit(source, state["inverter"], live, "the inverter's weights")
+        check_tensors_fit(source, state["best_state"], live, "the best epoch's weights")
+        check_optimizer_state(source, self.optimizer, state["optimizer"])
+        if not is_permutation(state["order"], len(self.train)):
+            raise InvalidInputError(f"{source}: the checkpoint's pair order does not fit")
+        try:
+            self.inverter.load_state_dict(state["inverter"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.rng.set_state(state["rng"])
+        except (KeyError, RuntimeError, ValueError, TypeError) as exc:
+            raise InvalidInputError(
+                f"{source}: damaged checkpoint ({one_line(str(exc))})"
+            ) from None
         self.best_state = state["best_state"]
         self.epoch, self.step = int(state["epoch"]), int(state["step"])
         self.order, self.losses = state["order"], list(state["losses"])
         self.best_val, self.best_epoch = float(state["best_val"]), int(state["best_epoch"])
         self.history = [dict(h) for h in state["history"]]
-        self.rng.set_state(state["rng"])
 
     def save(self, path: Path) -> None:
         write_checkpoint(path, self.state_dict())
@@ -378,7 +395,7 @@ def _write_cache(path: Path, train: PairSet, val: PairSet, key: str) -> None:
     for part, pairs in (("train", train), ("val", val)):
         tensors.update({f"{part}.enc.{k}": v for k, v in pairs.encoded.items()})
         tensors[f"{part}.images"], tensors[f"{part}.labels"] = pairs.images, pairs.labels
-    _save(tensors, {"gradinvert.file": "inverter-pairs", "key": key}, path)
+    _save(tensors, {"gradinvert.file": "inverter-pairs", "key": key}, path, private=True)
 
 
 def train_inverter(
@@ -451,7 +468,7 @@ def train_inverter(
             torch.device(device),
         )
         if cache_file is not None:
-            cache_file.parent.mkdir(parents=True, exist_ok=True)
+            make_folder(cache_file.parent, private=True)
             _write_cache(cache_file, train, val, pairs_key)
             say(f"pairs cached in {cache_file}")
     made = time.perf_counter() - started

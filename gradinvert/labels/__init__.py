@@ -5,23 +5,19 @@ result = restore_labels(load_update("u.safetensors"))      # method "auto"
 result.labels, result.method, result.details
 """
 
-from gradinvert.labels.layer import (
-    LastLayer,
-    LastLayerUpdate,
-    find_last_linear,
-    last_layer_update,
-    locate_last_linear,
-)
-from gradinvert.labels.restore import METHODS, LabelResult, multiset_accuracy, restore_labels
+from gradinvert.runtime.lazy import lazy_exports
 
-__all__ = [
-    "METHODS",
-    "LabelResult",
-    "LastLayer",
-    "LastLayerUpdate",
-    "find_last_linear",
-    "last_layer_update",
-    "locate_last_linear",
-    "multiset_accuracy",
-    "restore_labels",
-]
+__all__, __getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "LabelResult": "restore",
+        "LastLayer": "layer",
+        "LastLayerUpdate": "layer",
+        "METHODS": "restore",
+        "find_last_linear": "layer",
+        "last_layer_update": "layer",
+        "locate_last_linear": "layer",
+        "multiset_accuracy": "restore",
+        "restore_labels": "restore",
+    },
+)

@@ -8,11 +8,11 @@ from functools import lru_cache
 
 import torch
 
-from gradinvert.errors import InvalidInputError
-from gradinvert.files import UpdateFile
+from gradinvert.io.files import UpdateFile
 from gradinvert.models import build_model
 from gradinvert.models.classifier import LastLayer, find_last_linear
 from gradinvert.models.spec import ModelSpec
+from gradinvert.runtime.errors import InvalidInputError
 
 
 @dataclass
@@ -36,16 +36,16 @@ class LastLayerUpdate:
 
 
 @lru_cache(maxsize=32)
-def _locate(spec_json: str, input_shape: tuple[int, ...]) -> LastLayer:
+def _locate(spec_json: str, input_shape: tuple[int, ...], origin: str | None) -> LastLayer:
     # The output layer depends on the architecture only, so any weights will do.
-    model = build_model(ModelSpec.from_dict(json.loads(spec_json)), init_seed=0)
+    model = build_model(ModelSpec.from_dict(json.loads(spec_json), origin), init_seed=0)
     return find_last_linear(model, input_shape)
 
 
 def locate_last_linear(spec: ModelSpec, input_shape: tuple[int, ...]) -> LastLayer:
     """``find_last_linear`` on a freshly built model of ``spec`` (cached per architecture)."""
     key = json.dumps(spec.to_dict(), sort_keys=True)
-    return replace(_locate(key, tuple(int(x) for x in input_shape)))
+    return replace(_locate(key, tuple(int(x) for x in input_shape), spec.origin))
 
 
 def last_layer_update(update: UpdateFile) -> LastLayerUpdate:

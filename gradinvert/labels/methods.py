@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from gradinvert.errors import UsageError
+from gradinvert.runtime.errors import UsageError
 
 # Float slack when turning K·∇b into a hard lower bound on the counts.
 LOWER_BOUND_TOLERANCE = 0.25

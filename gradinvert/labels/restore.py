@@ -6,8 +6,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from gradinvert.errors import UsageError
-from gradinvert.files import UpdateFile
+from gradinvert.io.files import UpdateFile
 from gradinvert.labels.layer import LastLayerUpdate, last_layer_update
 from gradinvert.labels.methods import (
     bias_counts,
@@ -19,6 +18,7 @@ from gradinvert.labels.methods import (
     present_classes,
     yin_labels,
 )
+from gradinvert.runtime.errors import UsageError
 
 # auto leaves ilrg for the bias-only estimate when the model's top softmax probability at the
 # batch-mean feature reaches this (or 3/C): the mark of a trained, confident model, where the

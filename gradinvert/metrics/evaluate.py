@@ -7,8 +7,7 @@ from typing import Any
 
 import torch
 
-from gradinvert.errors import InvalidInputError, UsageError
-from gradinvert.files import BatchFile, UpdateFile
+from gradinvert.io.files import BatchFile, UpdateFile
 from gradinvert.metrics.iip import identified, penultimate_features
 from gradinvert.metrics.labels import label_accuracy
 from gradinvert.metrics.matching import (
@@ -22,6 +21,8 @@ from gradinvert.metrics.perceptual import LpipsScorer, resolve_lpips
 from gradinvert.metrics.psnr import MSE_FLOOR, PSNR_CAP_DB, mse, psnr_from_mse
 from gradinvert.metrics.registration import registered_psnr
 from gradinvert.metrics.ssim import WIN_SIZE, ssim
+from gradinvert.models.trust import UntrustedCodeError
+from gradinvert.runtime.errors import InvalidInputError, UsageError
 
 
 def _check_images(images: torch.Tensor, what: str) -> None:
@@ -150,6 +151,8 @@ def evaluate_batches(
         try:
             r_feat, p_feat = _model_features(update, device, r, pool_images)
             hits["penultimate"] = identified(r_feat, p_feat, ti)
+        except UntrustedCodeError:
+            raise  # a refusal, not a model that does not fit: the user must decide
         except InvalidInputError as exc:
             notes.append(f"penultimate-feature IIP skipped: {exc.message}")
 

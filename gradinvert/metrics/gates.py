@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from gradinvert.errors import UsageError
+from gradinvert.runtime.errors import UsageError
 
 # metric -> True when a larger value means more leakage
 GATE_METRICS: dict[str, bool] = {

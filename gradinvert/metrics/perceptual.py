@@ -23,9 +23,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gradinvert.errors import InvalidInputError, UnavailableError, UsageError
 from gradinvert.metrics._validate import as_image_batch
 from gradinvert.models import read_state_dict
+from gradinvert.runtime.errors import InvalidInputError, UnavailableError, UsageError
 
 HIGHER_IS_BETTER = False
 LPIPS_NETS = ("alex", "vgg")

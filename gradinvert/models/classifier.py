@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from gradinvert.errors import InvalidInputError
+from gradinvert.runtime.errors import InvalidInputError
 
 
 @dataclass

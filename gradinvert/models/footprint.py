@@ -3,20 +3,24 @@
 The model an update file describes is built on PyTorch's ``meta`` device, where tensors have
 shapes but no storage: a hostile description (a billion classes, a huge width) costs nothing.
 Its state dict is compared with the file's tensors, and one meta forward pass counts the
-activations a sample produces, for the memory estimates of :mod:`gradinvert.resources`.
+activations a sample produces, for the memory estimates of :mod:`gradinvert.runtime.resources`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from gradinvert.errors import GradinvertError, InvalidInputError
-from gradinvert.files import UpdateFile
+from gradinvert.io.files import UpdateFile
 from gradinvert.models.registry import build_model, state_problems
 from gradinvert.models.spec import ModelSpec
+from gradinvert.models.trust import UntrustedCodeError
+from gradinvert.runtime.errors import GradinvertError, InvalidInputError, one_line
 
 
 @dataclass(frozen=True)
@@ -31,6 +35,15 @@ def _user_model(spec: ModelSpec) -> bool:
     return ":" in spec.arch
 
 
+@contextlib.contextmanager
+def on_meta() -> Iterator[None]:
+    """Build on the meta device, quietly: a hostile size may make a constructor warn (e.g. of
+    zero-element tensors), and its refusal must stay one line on stderr."""
+    with torch.device("meta"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
 def meta_model(spec: ModelSpec) -> nn.Module | None:
     """``spec``'s model on the meta device; None for a user factory that cannot be built there.
 
@@ -39,22 +52,24 @@ def meta_model(spec: ModelSpec) -> nn.Module | None:
     failure here only means the size is unknown.
     """
     try:
-        with torch.device("meta"):
+        with on_meta():
             return build_model(spec, init_seed=None)
+    except UntrustedCodeError:
+        raise  # nothing was imported: the refusal is the answer
     except Exception as exc:  # any constructor failure
         if _user_model(spec):
             return None
-        message = (
+        message = one_line(
             exc.message if isinstance(exc, GradinvertError) else f"{type(exc).__name__}: {exc}"
         )
-        message = message if len(message) <= 160 else message[:157] + "..."
         raise InvalidInputError(
             f"model {spec.arch!r} cannot be built from the file's description ({message})"
         ) from None
 
 
-def activations_per_sample(model: nn.Module, input_shape: tuple[int, ...]) -> int | None:
-    """Output elements of every leaf module for one sample (a meta forward pass)."""
+def count_outputs(model: nn.Module, run: Callable[[], object]) -> int | None:
+    """Output elements of every leaf module of ``model`` while ``run`` runs (None: it failed,
+    e.g. an op without a meta kernel or a shape error)."""
     total = 0
 
     def count(_module: nn.Module, _args: object, out: object) -> None:
@@ -66,13 +81,18 @@ def activations_per_sample(model: nn.Module, input_shape: tuple[int, ...]) -> in
     handles = [m.register_forward_hook(count) for m in leaves]
     try:
         with torch.no_grad():
-            model.eval()(torch.empty((1, *input_shape), device="meta"))
-    except Exception:  # an op without a meta kernel, or a shape error
+            run()
+    except Exception:
         return None
     finally:
         for handle in handles:
             handle.remove()
     return total
+
+
+def activations_per_sample(model: nn.Module, input_shape: tuple[int, ...]) -> int | None:
+    """Output elements of every leaf module for one sample (a meta forward pass)."""
+    return count_outputs(model, lambda: model.eval()(torch.empty((1, *input_shape), device="meta")))
 
 
 def check_update_model(update: UpdateFile) -> nn.Module | None:

@@ -1,4 +1,8 @@
-"""Model registry: small literature models, torchvision classifiers, and user import paths."""
+"""Model registry: small literature models, torchvision classifiers, and user import paths.
+
+A ``package.module:factory`` path is imported only when the run trusts it
+(:mod:`gradinvert.models.trust`): files name architectures, never code to run.
+"""
 
 from __future__ import annotations
 
@@ -11,10 +15,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from gradinvert.errors import InvalidInputError, MissingInputError, UsageError
+from gradinvert.io.tensorfile import load_pt, read_header, read_tensors
 from gradinvert.models.fit import tensor_problems
 from gradinvert.models.small import ConvNet, LeNet, cifar_resnet18
 from gradinvert.models.spec import ModelSpec
+from gradinvert.models.trust import require_trusted
+from gradinvert.runtime.errors import InvalidInputError, UsageError
 
 ModelFactory = Callable[..., nn.Module]
 _REGISTRY: dict[str, ModelFactory] = {}
@@ -73,11 +79,12 @@ def model_spec(
     return spec
 
 
-def _factory(arch: str) -> ModelFactory:
+def _factory(arch: str, origin: str | None = None) -> ModelFactory:
+    """The constructor ``arch`` names; ``origin`` is the file it comes from, if any."""
     if arch in _REGISTRY:
         return _REGISTRY[arch]
     if ":" in arch:
-        return import_factory(arch)
+        return import_factory(arch, origin=origin)
     import torchvision.models
 
     if arch in torchvision_models():
@@ -94,22 +101,32 @@ def _factory(arch: str) -> ModelFactory:
     )
 
 
-def import_factory(path: str, what: str = "model") -> Callable[..., Any]:
-    """The callable a ``package.module:factory`` path names (``what`` names it in errors)."""
+def import_factory(
+    path: str, what: str = "model", origin: str | None = None, own: str | None = None
+) -> Callable[..., Any]:
+    """The callable a ``package.module:factory`` path names (``what`` names it in errors).
+
+    Refused (:class:`~gradinvert.models.trust.UntrustedCodeError`) before anything is imported
+    unless the run trusts ``path``; ``origin`` is the file that names it and ``own`` the
+    command-line words that would vouch for it (default ``--model PATH``).
+    """
+    require_trusted(path, origin, own or f"--model {path}")
+    error = UsageError if origin is None else InvalidInputError
+    where = f"{what} {path!r}" if origin is None else f"{origin}: {what} {path!r}"
     module_name, _, attr = path.partition(":")
     try:
         module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise UsageError(f"{what} {path!r}: cannot import {module_name!r} ({exc})") from None
+    except (ImportError, ValueError, TypeError) as exc:  # an empty or relative module name
+        raise error(f"{where}: cannot import {module_name!r} ({exc})") from None
     factory = getattr(module, attr, None)
     if not callable(factory):
-        raise UsageError(f"{what} {path!r}: {module_name!r} has no callable {attr!r}")
+        raise error(f"{where}: {module_name!r} has no callable {attr!r}")
     return factory
 
 
 def build_model(spec: ModelSpec, init_seed: int | None = 0) -> nn.Module:
     """Instantiate the model; weights are seeded with ``init_seed`` when it is given."""
-    factory = _factory(spec.arch)
+    factory = _factory(spec.arch, spec.origin)
     with torch.random.fork_rng(devices=[]):
         if init_seed is not None:
             torch.manual_seed(init_seed)
@@ -123,22 +140,18 @@ def build_model(spec: ModelSpec, init_seed: int | None = 0) -> nn.Module:
 
 
 def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
-    """Read a state dict from safetensors or a ``.pt`` file (``weights_only=True``)."""
-    path = Path(path)
-    if not path.exists():
-        raise MissingInputError(f"{path}: no such weights file")
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            state = load_file(str(path))
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise InvalidInputError(f"{path}: cannot read weights ({type(exc).__name__})") from None
+    """A state dict from safetensors or a ``.pt`` file, its sizes checked against the bytes the
+    file holds before any value is read (:mod:`gradinvert.io.tensorfile`); ``.pt`` values stay
+    mapped from the file until used, so a caller compares names and shapes first."""
+    if Path(path).suffix == ".safetensors":
+        state: Any = read_tensors(read_header(path))
+    else:
+        state = load_pt(path, "weights file")
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+    if not isinstance(state, dict) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
+    ):
         raise InvalidInputError(f"{path}: not a state dict of tensors")
     return state
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from gradinvert.errors import InvalidInputError
-from gradinvert.files import UpdateFile
+from gradinvert.io.files import UpdateFile
 from gradinvert.models.footprint import check_update_model
 from gradinvert.models.registry import build_model, load_state
+from gradinvert.runtime.errors import InvalidInputError
 
 
 def model_from_update(update: UpdateFile, device: torch.device | str = "cpu") -> nn.Module:

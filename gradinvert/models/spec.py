@@ -16,18 +16,24 @@ NORMALIZATIONS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
 
 @dataclass
 class ModelSpec:
-    """Architecture id, class count and constructor keyword arguments."""
+    """Architecture id, class count and constructor keyword arguments.
+
+    ``origin``: the file the description was read from (None: a caller wrote it); it names the
+    file in messages and is not stored.
+    """
 
     arch: str
     num_classes: int
     kwargs: dict[str, Any] = field(default_factory=dict)
+    origin: str | None = field(default=None, compare=False, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {"arch": self.arch, "num_classes": self.num_classes, "kwargs": self.kwargs}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ModelSpec:
-        return cls(str(data["arch"]), int(data["num_classes"]), dict(data.get("kwargs") or {}))
+    def from_dict(cls, data: dict[str, Any], origin: str | None = None) -> ModelSpec:
+        kwargs = dict(data.get("kwargs") or {})
+        return cls(str(data["arch"]), int(data["num_classes"]), kwargs, origin)
 
 
 @dataclass

@@ -1,27 +1,19 @@
 """Training generative image priors (DESIGN.md §5.7): ``train-prior`` (adversarial DCGAN)."""
 
-from gradinvert.priors.train import (
-    PriorTrainer,
-    StepInfo,
-    TrainPriorConfig,
-    TrainPriorResult,
-    discriminator_loss,
-    generator_loss,
-    images_hash,
-    render_samples,
-    save_prior,
-    train_prior,
-)
+from gradinvert.runtime.lazy import lazy_exports
 
-__all__ = [
-    "PriorTrainer",
-    "StepInfo",
-    "TrainPriorConfig",
-    "TrainPriorResult",
-    "discriminator_loss",
-    "generator_loss",
-    "images_hash",
-    "render_samples",
-    "save_prior",
-    "train_prior",
-]
+__all__, __getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "PriorTrainer": "train",
+        "StepInfo": "train",
+        "TrainPriorConfig": "train",
+        "TrainPriorResult": "train",
+        "discriminator_loss": "train",
+        "generator_loss": "train",
+        "images_hash": "train",
+        "render_samples": "train",
+        "save_prior": "train",
+        "train_prior": "train",
+    },
+)

@@ -24,9 +24,9 @@ a finished run can be continued with a larger ``--tasks``). Each task's inner se
 by ``seed + task index``, so a run continued from a checkpoint ends with exactly the weights of an
 uninterrupted one on CPU.
 
-Ctrl-C (SIGINT, main thread): the current task is abandoned after its current iteration, the
-checkpoint of the last finished task is written when one was asked for, and
-:class:`InterruptedRun` (exit 130) is raised; a second Ctrl-C aborts at once.
+Ctrl-C (SIGINT) or SIGTERM (main thread): the current task is abandoned after its current
+iteration, the checkpoint of the last finished task is written when one was asked for, and
+:class:`InterruptedRun` is raised (exit 130; 143 for SIGTERM); a second signal aborts at once.
 """
 
 from __future__ import annotations
@@ -45,17 +45,26 @@ from typing import Any
 
 import torch
 
-from gradinvert.atomic import atomic_path
-from gradinvert.errors import InvalidInputError, MissingInputError, UsageError
-from gradinvert.files import UpdateFile, load_update, parse_labels
+from gradinvert.config.attack import AttackConfig, preset
 from gradinvert.generators import Generator, arch_record, load_generator, save_generator
 from gradinvert.invert.attack import _hand_over, _prepare, check_update, resolve_labels
-from gradinvert.invert.config import AttackConfig, preset
 from gradinvert.invert.engine import Engine, InterruptedRun, fingerprint
 from gradinvert.invert.spaces import LatentSpace, SearchSpace, SharedWeightSpace
 from gradinvert.invert.stages import Stage, plan_stages
+from gradinvert.io.file_schemas import LearnPriorCheckpoint, validate_checkpoint
+from gradinvert.io.files import UpdateFile, load_update, parse_labels
 from gradinvert.priors.train import SAMPLE_COUNT, canonical_images, images_hash, render_samples
-from gradinvert.runstate import Interruptible, stderr_progress, to_cpu
+from gradinvert.report.grid import save_png
+from gradinvert.runtime.errors import InvalidInputError, MissingInputError, UsageError
+from gradinvert.runtime.runstate import (
+    Interruptible,
+    check_optimizer_state,
+    check_tensors_fit,
+    load_checkpoint,
+    stderr_progress,
+    to_cpu,
+    write_checkpoint,
+)
 
 CHECKPOINT_FORMAT = "gradinvert-learn-prior-checkpoint/1"
 RECIPE = "GIML (Jeon et al. 2021): latent search, shared-copy fine-tuning, Reptile"
@@ -397,9 +406,7 @@ class MetaLearner(Interruptible):
 
     def write_samples(self, path: Path) -> None:
         """Rewrite the samples grid PNG atomically."""
-        image = render_samples(self.samples())
-        with atomic_path(path) as tmp:
-            image.save(tmp, format="PNG")
+        save_png(render_samples(self.samples()), path)
 
     def run(
         self,
@@ -411,7 +418,7 @@ class MetaLearner(Interruptible):
         total = self.config.tasks
         started, base = time.monotonic(), self.seconds
         wrote = False
-        with self._sigint_stops():
+        with self._signals_stop():
             while self.done < total:
                 try:
                     info = self.task()
@@ -465,8 +472,8 @@ class MetaLearner(Interruptible):
 
     def load_state_dict(self, state: dict[str, Any], source: str = "checkpoint") -> None:
         """Continue from :meth:`state_dict`; refuses a checkpoint of another run."""
-        if state.get("format") != CHECKPOINT_FORMAT:
-            raise InvalidInputError(f"{source}: not a gradinvert learn-prior checkpoint")
+        schema = LearnPriorCheckpoint
+        validate_checkpoint(schema, source, state, CHECKPOINT_FORMAT, "learn-prior")
         if state.get("run_id") != self.run_id:
             raise UsageError(
                 f"{source}: the checkpoint belongs to another run (different updates, starting "
@@ -478,12 +485,14 @@ class MetaLearner(Interruptible):
             raise UsageError(f"{source}: the checkpoint is at task {done}, past --tasks")
         if list(state["order"]) != self.order[:done]:
             raise InvalidInputError(f"{source}: the checkpoint's task order does not fit")
+        check_tensors_fit(source, state["generator"], self.module.state_dict(), "the generator")
+        check_optimizer_state(source, self.optimizer, state["meta_optimizer"])
         try:
             self.module.load_state_dict(state["generator"])
             self.optimizer.load_state_dict(state["meta_optimizer"])
+            torch.set_rng_state(state["torch_rng"])
         except (KeyError, RuntimeError, ValueError, TypeError) as exc:
             raise InvalidInputError(f"{source}: damaged checkpoint ({exc})") from None
-        torch.set_rng_state(state["torch_rng"])
         self.done = done
         self.history = json.loads(state["history"])
         self.seconds = float(state["seconds"])
@@ -493,23 +502,14 @@ class MetaLearner(Interruptible):
         """Write a checkpoint atomically (``torch.save``; read back with ``weights_only``)."""
         if self._saved_at == self.done and Path(path).exists():
             return
-        with atomic_path(path) as tmp:
-            torch.save(self.state_dict(), tmp)
+        write_checkpoint(path, self.state_dict())
         self._saved_at = self.done
 
     def load(self, path: Path) -> None:
         """Read a checkpoint written by :meth:`save` and continue from it."""
         if not Path(path).exists():
             raise MissingInputError(f"{path}: no checkpoint to resume from")
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:
-            raise InvalidInputError(
-                f"{path}: not a readable checkpoint ({type(exc).__name__})"
-            ) from None
-        if not isinstance(state, dict):
-            raise InvalidInputError(f"{path}: not a gradinvert learn-prior checkpoint")
-        self.load_state_dict(state, str(path))
+        self.load_state_dict(load_checkpoint(path), str(path))
 
 
 # ---------------------------------------------------------------------- the run
@@ -536,9 +536,13 @@ def learn_prior(
     samples: Path | None = None,
     log: Log | None = None,
     on_task: Callable[[MetaLearner, TaskInfo], None] | None = None,
+    generator_weights: str | os.PathLike[str] | None = None,
 ) -> LearnPriorResult:
     """Meta-learn ``generator`` (``dcgan``, a generator file or ``package.module:factory``)
     from the update files ``updates`` (files or globs) alone.
+
+    ``generator_weights``: a state dict or generator file loaded into a named or imported
+    ``generator`` first (see :func:`gradinvert.generators.load_generator`).
 
     ``progress``: a rich progress bar over the tasks on stderr (else ``log`` gets one line per
     task). ``checkpoint``: written after every task and on Ctrl-C; with ``resume`` the run
@@ -554,7 +558,13 @@ def learn_prior(
         raise MissingInputError(f"{checkpoint}: no checkpoint to resume from")
     stream = open_stream(updates)
     shape = tuple(stream.input["shape"])
-    loaded = load_generator(generator, shape, seed=config.seed, device=device)  # type: ignore[arg-type]
+    loaded = load_generator(
+        generator,
+        shape,  # type: ignore[arg-type]
+        weights=generator_weights,
+        seed=config.seed,
+        device=device,
+    )
     start_state = {k: v.detach() for k, v in loaded.module.state_dict().items()}
     count = len(stream.paths)
     if config.tasks > count:

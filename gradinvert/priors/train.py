@@ -12,8 +12,9 @@ continued from a checkpoint ends with exactly the weights of an uninterrupted on
 ``N // batch`` steps over a fresh shuffle (the incomplete last batch is dropped); a batch size
 larger than the number of images means one batch of all of them.
 
-Ctrl-C (SIGINT, main thread): the current step finishes, a checkpoint is written when one was
-asked for, and :class:`InterruptedRun` (exit 130) is raised; a second Ctrl-C aborts at once.
+Ctrl-C (SIGINT) or SIGTERM (main thread): the current step finishes, a checkpoint is written
+when one was asked for, and :class:`InterruptedRun` is raised (exit 130; 143 for SIGTERM); a
+second signal aborts at once.
 """
 
 from __future__ import annotations
@@ -34,8 +35,6 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from gradinvert.atomic import atomic_path
-from gradinvert.errors import GradinvertError, InvalidInputError, MissingInputError, UsageError
 from gradinvert.generators import (
     DCGANDiscriminator,
     DCGANGenerator,
@@ -43,9 +42,26 @@ from gradinvert.generators import (
     save_generator,
 )
 from gradinvert.generators.dcgan import DEFAULT_UPSAMPLE, SIZES, UPSAMPLES
-from gradinvert.images import expand_image_paths, load_images
 from gradinvert.invert.engine import InterruptedRun, fingerprint
-from gradinvert.runstate import Interruptible, stderr_progress, to_cpu
+from gradinvert.io.file_schemas import TrainPriorCheckpoint, validate_checkpoint
+from gradinvert.io.images import expand_image_paths, load_images
+from gradinvert.report.grid import save_png
+from gradinvert.runtime.errors import (
+    GradinvertError,
+    InvalidInputError,
+    MissingInputError,
+    UsageError,
+)
+from gradinvert.runtime.runstate import (
+    Interruptible,
+    check_optimizer_state,
+    check_tensors_fit,
+    is_permutation,
+    load_checkpoint,
+    stderr_progress,
+    to_cpu,
+    write_checkpoint,
+)
 
 CHECKPOINT_FORMAT = "gradinvert-train-prior-checkpoint/1"
 RECIPE = "DCGAN (Radford et al. 2016)"
@@ -339,9 +355,7 @@ class PriorTrainer(Interruptible):
 
     def write_samples(self, path: Path) -> None:
         """Rewrite the samples grid PNG atomically."""
-        image = render_samples(self.samples())
-        with atomic_path(path) as tmp:
-            image.save(tmp, format="PNG")
+        save_png(render_samples(self.samples()), path)
 
     # ------------------------------------------------------------------ loop
 
@@ -356,7 +370,7 @@ class PriorTrainer(Interruptible):
         started = time.monotonic()
         base = self.seconds
         wrote = False
-        with self._sigint_stops():
+        with self._signals_stop():
             while self.epoch < epochs:
                 epoch = self.epoch + 1
                 loss_d, loss_g = self.step()
@@ -413,8 +427,8 @@ class PriorTrainer(Interruptible):
 
     def load_state_dict(self, state: dict[str, Any], source: str = "checkpoint") -> None:
         """Continue from :meth:`state_dict`; refuses a checkpoint of another run."""
-        if state.get("format") != CHECKPOINT_FORMAT:
-            raise InvalidInputError(f"{source}: not a gradinvert train-prior checkpoint")
+        schema = TrainPriorCheckpoint
+        validate_checkpoint(schema, source, state, CHECKPOINT_FORMAT, "train-prior")
         if state.get("run_id") != self.run_id:
             raise UsageError(
                 f"{source}: the checkpoint belongs to another run (different images or "
@@ -426,6 +440,12 @@ class PriorTrainer(Interruptible):
                 f"{source}: the checkpoint is past --epochs {self.config.epochs} (at epoch "
                 f"{epoch} + {epoch_step} steps): give --epochs {epoch + (epoch_step > 0)} or more"
             )
+        for name, module in (("generator", self.generator), ("discriminator", self.discriminator)):
+            check_tensors_fit(source, state[name], module.state_dict(), f"the {name}'s weights")
+        check_optimizer_state(source, self.opt_g, state["opt_g"])
+        check_optimizer_state(source, self.opt_d, state["opt_d"])
+        if state["perm"] is not None and not is_permutation(state["perm"], self.count):
+            raise InvalidInputError(f"{source}: the checkpoint's image order does not fit")
         try:
             self.generator.load_state_dict(state["generator"])
             self.discriminator.load_state_dict(state["discriminator"])
@@ -448,23 +468,14 @@ class PriorTrainer(Interruptible):
         """Write a checkpoint atomically (``torch.save``; read back with ``weights_only``)."""
         if self._saved_at == self.step_count and Path(path).exists():
             return
-        with atomic_path(path) as tmp:
-            torch.save(self.state_dict(), tmp)
+        write_checkpoint(path, self.state_dict())
         self._saved_at = self.step_count
 
     def load(self, path: Path) -> None:
         """Read a checkpoint written by :meth:`save` and continue from it."""
         if not Path(path).exists():
             raise MissingInputError(f"{path}: no checkpoint to resume from")
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:
-            raise InvalidInputError(
-                f"{path}: not a readable checkpoint ({type(exc).__name__})"
-            ) from None
-        if not isinstance(state, dict):
-            raise InvalidInputError(f"{path}: not a gradinvert train-prior checkpoint")
-        self.load_state_dict(state, str(path))
+        self.load_state_dict(load_checkpoint(path), str(path))
 
 
 # ---------------------------------------------------------------------- the run

@@ -1,0 +1,15 @@
+"""Imports every command's settings module, so that a recorded ``command`` name finds its
+class (see :func:`gradinvert.config.base.recorded_settings`)."""
+
+from gradinvert.config import attack, capture, demo, evaluate, import_update, invert, labels, report
+
+__all__ = [
+    "attack",
+    "capture",
+    "demo",
+    "evaluate",
+    "import_update",
+    "invert",
+    "labels",
+    "report",
+]

@@ -1,0 +1,24 @@
+"""Running on a machine: exit-code errors, the device, memory estimates and bounds, run state
+(Ctrl-C, checkpoints) and the CPU allocator.
+"""
+
+from gradinvert.runtime.lazy import lazy_exports
+
+__all__, __getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "Estimate": "resources",
+        "ExitCode": "errors",
+        "GradinvertError": "errors",
+        "Interruptible": "runstate",
+        "InvalidInputError": "errors",
+        "MissingInputError": "errors",
+        "UnavailableError": "errors",
+        "UsageError": "errors",
+        "check_memory": "resources",
+        "human_bytes": "resources",
+        "keep_freed_memory": "allocator",
+        "parse_memory": "resources",
+        "resolve_device": "device",
+    },
+)
