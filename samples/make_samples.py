@@ -5,7 +5,8 @@ Run from anywhere with ``python samples/make_samples.py``. The script crops reco
 downscales each crop with a Lanczos filter (never upscales) and writes:
 
 * ``samples/images32/``, ``samples/images64/``, ``samples/images224/``: RGB PNGs;
-* ``samples/labels.json``: a class index per image (at most 10 classes, for ``--num-classes 10``);
+* ``samples/labels.json``: a class index per image (at most 10 classes, for ``--num-classes 10``),
+  also written as each image folder's own ``labels.json`` map;
 * ``samples/digits32/``: scikit-learn's ``load_digits()`` images 0-1499 as 32x32 RGB PNGs, with a
   ``labels.json`` (file name -> digit); indices 1500 and up are reserved and never written;
 * ``samples/patches32/``: seeded random 32x32 crops of the training photos (``PATCH_SOURCES``),
@@ -366,6 +367,8 @@ def build(out_dir: Path = SAMPLES_DIR) -> dict[str, dict[str, int]]:
             labels[folder.name][name] = CLASSES.index(crop.label)
             rows[size].append(provenance_row(name, crop))
     write_json(out_dir / "labels.json", {"classes": list(CLASSES), **labels})
+    for folder_name, folder_labels in labels.items():  # so `capture --images FOLDER` needs no --labels
+        write_json(out_dir / folder_name / "labels.json", folder_labels)
     write_json(out_dir / "splits.json", splits())
     digit_labels = build_digits(out_dir / DIGITS_FOLDER)
     patches = plan_patches({name: photos[name].shape[:2] for name in PATCH_SOURCES})
