@@ -18,7 +18,6 @@ from typing import Any
 
 import torch
 
-from gradinvert.invert.engine import fingerprint
 from gradinvert.inverter.base import Inverter
 from gradinvert.io.file_schemas import InverterMetadata, validate_inverter_metadata
 from gradinvert.io.files import LocalTraining, UpdateFile, _common_metadata, _require_schema, _save
@@ -27,6 +26,7 @@ from gradinvert.models.fit import tensor_problems
 from gradinvert.models.footprint import meta_model, on_meta
 from gradinvert.models.restore import model_from_update
 from gradinvert.models.spec import InputSpec, ModelSpec
+from gradinvert.runtime.checkpoint import fingerprint
 from gradinvert.runtime.errors import GradinvertError, InvalidInputError, UsageError, one_line
 
 FILE_KIND = "inverter"

@@ -22,33 +22,37 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from scipy.optimize import linear_sum_assignment
 
 from gradinvert.client.defenses import DefenseConfig, apply_defenses
-from gradinvert.invert.engine import InterruptedRun, fingerprint
 from gradinvert.inverter.base import Inverter, Tensors, stack_encoded
 from gradinvert.inverter.pairs import PairMaker, chunks
 from gradinvert.inverter.store import ARCHES, build_inverter, template_record
 from gradinvert.io.atomic import make_folder
-from gradinvert.io.file_schemas import TrainInverterCheckpoint, validate_checkpoint
+from gradinvert.io.file_schemas import TrainInverterCheckpoint
 from gradinvert.io.files import UpdateFile, _save, read_safetensors
-from gradinvert.runtime.errors import InvalidInputError, MissingInputError, UsageError, one_line
-from gradinvert.runtime.runstate import (
-    Interruptible,
+from gradinvert.runtime.checkpoint import (
+    CheckpointKind,
+    LongRun,
     check_optimizer_state,
-    check_same_run,
+    check_resume,
     check_tensors_fit,
+    fingerprint,
     is_permutation,
-    read_checkpoint_file,
-    stderr_progress,
-    to_cpu,
-    write_checkpoint,
+    restoring,
 )
+from gradinvert.runtime.errors import InvalidInputError, UsageError
+from gradinvert.runtime.runstate import stderr_progress
 
-CHECKPOINT_FORMAT = "gradinvert-train-inverter-checkpoint/1"
+CHECKPOINT = CheckpointKind(
+    "train-inverter",
+    "gradinvert-train-inverter-checkpoint/1",
+    TrainInverterCheckpoint,
+    "template, images or settings",
+)
 PAIRS_CACHE_NAMES = r"pairs-[0-9a-f]{16}\.safetensors"  # the files a --pairs-cache folder holds
 DEFAULT_LR = {"git": 1e-3, "mlp": 1e-4}
 AUGMENT_KINDS = ("noise", "laplace", "prune", "clip")
@@ -215,8 +219,10 @@ class EpochInfo:
 
 
 @dataclass
-class InverterTrainer(Interruptible):
+class InverterTrainer(LongRun):
     """The training loop of one run (see the module docstring)."""
+
+    checkpoint_kind: ClassVar[CheckpointKind] = CHECKPOINT
 
     inverter: Inverter
     config: TrainInverterConfig
@@ -296,80 +302,57 @@ class InverterTrainer(Interruptible):
         on_step: Callable[[InverterTrainer, EpochInfo], None] | None = None,
     ) -> None:
         """Train until the last epoch or early stopping; checkpoint every epoch and on Ctrl-C."""
-        with self._signals_stop():
-            while not self.finished():
-                loss = self.train_step()
-                self.losses.append(loss)
-                val = None
-                if self.step == self.steps_per_epoch:
-                    val = self._end_epoch()
-                    if checkpoint is not None:
-                        self.save(checkpoint)
-                if on_step is not None:
-                    steps = self.steps_per_epoch
-                    on_step(self, EpochInfo(self.epoch, self.step, steps, loss, val))
-                if self._stop and not self.finished():
-                    if checkpoint is not None:
-                        self.save(checkpoint)
-                        raise InterruptedRun(
-                            f"interrupted in epoch {self.epoch + 1}; checkpoint saved to "
-                            f"{checkpoint}: rerun the same command with --resume"
-                        )
-                    raise InterruptedRun(
-                        f"interrupted in epoch {self.epoch + 1} (no --checkpoint given, nothing "
-                        "saved)"
-                    )
+        self.run_steps(checkpoint, on_step)
         self.inverter.load_state_dict(self.best_state)
 
-    def state_dict(self) -> dict[str, Any]:
-        return to_cpu(
-            {
-                "format": CHECKPOINT_FORMAT,
-                "run_id": self.run_id,
-                "epoch": self.epoch,
-                "step": self.step,
-                "order": self.order,
-                "losses": list(self.losses),
-                "inverter": self.inverter.state_dict(),
-                "optimizer": self.optimizer.state_dict(),
-                "best_state": self.best_state,
-                "best_val": self.best_val,
-                "best_epoch": self.best_epoch,
-                "history": [dict(h) for h in self.history],
-                "rng": self.rng.get_state(),
-            }
-        )
+    def advance(self) -> EpochInfo:
+        loss = self.train_step()
+        self.losses.append(loss)
+        val = self._end_epoch() if self.step == self.steps_per_epoch else None
+        return EpochInfo(self.epoch, self.step, self.steps_per_epoch, loss, val)
 
-    def load_state_dict(self, state: dict[str, Any], source: str) -> None:
-        schema = TrainInverterCheckpoint
-        validate_checkpoint(schema, source, state, CHECKPOINT_FORMAT, "train-inverter")
-        check_same_run(state, self.run_id, source, "template, images or settings")
+    def checkpoint_due(self) -> bool:
+        return self.step == 0  # the step ended an epoch
+
+    def position(self) -> tuple[int, int]:
+        return self.epoch, self.step
+
+    def where(self) -> str:
+        return f"in epoch {self.epoch + 1}"
+
+    def payload(self) -> dict[str, Any]:
+        """Everything needed to continue exactly where the run is."""
+        return {
+            "epoch": self.epoch,
+            "step": self.step,
+            "order": self.order,
+            "losses": list(self.losses),
+            "inverter": self.inverter.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "best_state": self.best_state,
+            "best_val": self.best_val,
+            "best_epoch": self.best_epoch,
+            "history": [dict(h) for h in self.history],
+            "rng": self.rng.get_state(),
+        }
+
+    def restore(self, state: dict[str, Any], source: str) -> None:
+        """Continue from a checked :meth:`payload` of this run."""
         live = self.inverter.state_dict()
         check_tensors_fit(source, state["inverter"], live, "the inverter's weights")
         check_tensors_fit(source, state["best_state"], live, "the best epoch's weights")
         check_optimizer_state(source, self.optimizer, state["optimizer"])
         if not is_permutation(state["order"], len(self.train)):
             raise InvalidInputError(f"{source}: the checkpoint's pair order does not fit")
-        try:
+        with restoring(source):
             self.inverter.load_state_dict(state["inverter"])
             self.optimizer.load_state_dict(state["optimizer"])
             self.rng.set_state(state["rng"])
-        except (KeyError, RuntimeError, ValueError, TypeError) as exc:
-            raise InvalidInputError(
-                f"{source}: damaged checkpoint ({one_line(str(exc))})"
-            ) from None
         self.best_state = state["best_state"]
         self.epoch, self.step = int(state["epoch"]), int(state["step"])
         self.order, self.losses = state["order"], list(state["losses"])
         self.best_val, self.best_epoch = float(state["best_val"]), int(state["best_epoch"])
         self.history = [dict(h) for h in state["history"]]
-
-    def save(self, path: Path) -> None:
-        write_checkpoint(path, self.state_dict())
-
-    def load(self, path: Path) -> None:
-        state = read_checkpoint_file(path, CHECKPOINT_FORMAT, "train-inverter")
-        self.load_state_dict(state, str(path))
 
 
 @dataclass
@@ -419,10 +402,7 @@ def train_inverter(
     """
     config.validate()
     say = log or (lambda _message: None)
-    if resume and checkpoint is None:
-        raise UsageError("--resume needs --checkpoint PATH")
-    if resume and not Path(checkpoint).exists():  # type: ignore[arg-type]
-        raise MissingInputError(f"{checkpoint}: no checkpoint to resume from")
+    check_resume(checkpoint, resume)
     batch = int(template.batch_size or 0)
     shape = tuple(template.input.shape)
     if tuple(images.shape[1:]) != shape:

@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -42,28 +42,25 @@ from gradinvert.generators import (
     save_generator,
 )
 from gradinvert.generators.dcgan import SIZES
-from gradinvert.invert.engine import InterruptedRun, fingerprint
-from gradinvert.io.file_schemas import TrainPriorCheckpoint, validate_checkpoint
+from gradinvert.io.file_schemas import TrainPriorCheckpoint
 from gradinvert.io.images import expand_image_paths, load_images
 from gradinvert.report.grid import save_png
-from gradinvert.runtime.errors import (
-    GradinvertError,
-    InvalidInputError,
-    MissingInputError,
-    UsageError,
-)
-from gradinvert.runtime.runstate import (
-    Interruptible,
+from gradinvert.runtime.checkpoint import (
+    CheckpointKind,
+    LongRun,
     check_optimizer_state,
+    check_resume,
     check_tensors_fit,
+    fingerprint,
     is_permutation,
-    load_checkpoint,
-    stderr_progress,
-    to_cpu,
-    write_checkpoint,
+    restoring,
 )
+from gradinvert.runtime.errors import GradinvertError, InvalidInputError, UsageError
+from gradinvert.runtime.runstate import stderr_progress
 
-CHECKPOINT_FORMAT = "gradinvert-train-prior-checkpoint/1"
+CHECKPOINT = CheckpointKind(
+    "train-prior", "gradinvert-train-prior-checkpoint/1", TrainPriorCheckpoint, "images or settings"
+)
 RECIPE = "DCGAN (Radford et al. 2016)"
 SAMPLE_COUNT = 64
 SAMPLE_COLUMNS = 8
@@ -245,11 +242,13 @@ class StepInfo:
 
 
 @dataclass
-class PriorTrainer(Interruptible):
+class PriorTrainer(LongRun):
     """State and loop of one adversarial training run (see the module docstring).
 
     ``images``: N×C×size×size in [0, 1] (scaled to [-1, 1] here).
     """
+
+    checkpoint_kind: ClassVar[CheckpointKind] = CHECKPOINT
 
     images: torch.Tensor
     config: TrainPriorConfig
@@ -285,7 +284,9 @@ class PriorTrainer(Interruptible):
         self.opt_d = self._adam(self.discriminator)
         self.perm: torch.Tensor | None = None
         self.sums = [0.0, 0.0]
-        self._saved_at = -1
+        self._samples: Path | None = None
+        self._clock = (time.monotonic(), self.seconds)
+        self._wrote_samples = False
 
     def _adam(self, module: nn.Module) -> torch.optim.Adam:
         return torch.optim.Adam(module.parameters(), lr=self.config.lr, betas=self.config.betas)
@@ -356,74 +357,58 @@ class PriorTrainer(Interruptible):
         on_step: Callable[[PriorTrainer, StepInfo], None] | None = None,
     ) -> None:
         """Train until ``config.epochs``; checkpoint and samples after each epoch, Ctrl-C."""
-        epochs = self.config.epochs
-        started = time.monotonic()
-        base = self.seconds
-        wrote = False
-        with self._signals_stop():
-            while self.epoch < epochs:
-                epoch = self.epoch + 1
-                loss_d, loss_g = self.step()
-                self.seconds = base + time.monotonic() - started
-                done = self.epoch_step == 0
-                wrote = False
-                if done:
-                    if samples is not None:
-                        self.write_samples(samples)
-                        wrote = True
-                    if checkpoint is not None:
-                        self.save(checkpoint)
-                if on_step is not None:
-                    info = StepInfo(
-                        self.step_count, self.total_steps, epoch, epochs, loss_d, loss_g, done
-                    )
-                    on_step(self, info)
-                if self._stop and self.epoch < epochs:
-                    where = f"epoch {self.epoch} + {self.epoch_step} steps of {epochs}"
-                    if checkpoint is not None:
-                        self.save(checkpoint)
-                        raise InterruptedRun(
-                            f"interrupted at {where}; checkpoint saved to {checkpoint}: rerun "
-                            "the same command with --resume"
-                        )
-                    raise InterruptedRun(f"interrupted at {where} (no --checkpoint given)")
-        if samples is not None and not wrote:
+        self._samples, self._clock = samples, (time.monotonic(), self.seconds)
+        self._wrote_samples = False
+        self.run_steps(checkpoint, on_step)
+        if samples is not None and not self._wrote_samples:
             self.write_samples(samples)  # e.g. a resumed run that had nothing left to train
+
+    def finished(self) -> bool:
+        return self.epoch >= self.config.epochs
+
+    def advance(self) -> StepInfo:
+        epoch = self.epoch + 1
+        loss_d, loss_g = self.step()
+        started, base = self._clock
+        self.seconds = base + time.monotonic() - started
+        done = self.epoch_step == 0
+        self._wrote_samples = done and self._samples is not None
+        if self._wrote_samples:
+            self.write_samples(self._samples)  # type: ignore[arg-type]
+        epochs = self.config.epochs
+        return StepInfo(self.step_count, self.total_steps, epoch, epochs, loss_d, loss_g, done)
+
+    def checkpoint_due(self) -> bool:
+        return self.epoch_step == 0  # after every epoch
+
+    def position(self) -> int:
+        return self.step_count
+
+    def where(self) -> str:
+        return f"at epoch {self.epoch} + {self.epoch_step} steps of {self.config.epochs}"
 
     # ------------------------------------------------------------------ checkpoints
 
-    def state_dict(self) -> dict[str, Any]:
-        """Everything needed to continue exactly where the run is (CPU tensors)."""
+    def payload(self) -> dict[str, Any]:
+        """Everything needed to continue exactly where the run is."""
+        return {
+            "epoch": self.epoch,
+            "epoch_step": self.epoch_step,
+            "step": self.step_count,
+            "perm": self.perm,
+            "sums": list(self.sums),
+            "history": [list(h) for h in self.history],
+            "seconds": self.seconds,
+            "generator": self.generator.state_dict(),
+            "discriminator": self.discriminator.state_dict(),
+            "opt_g": self.opt_g.state_dict(),
+            "opt_d": self.opt_d.state_dict(),
+            "data_rng": self.data_rng.get_state(),
+            "noise_rng": self.noise_rng.get_state(),
+        }
 
-        return to_cpu(
-            {
-                "format": CHECKPOINT_FORMAT,
-                "run_id": self.run_id,
-                "epoch": self.epoch,
-                "epoch_step": self.epoch_step,
-                "step": self.step_count,
-                "perm": self.perm,
-                "sums": list(self.sums),
-                "history": [list(h) for h in self.history],
-                "seconds": self.seconds,
-                "generator": self.generator.state_dict(),
-                "discriminator": self.discriminator.state_dict(),
-                "opt_g": self.opt_g.state_dict(),
-                "opt_d": self.opt_d.state_dict(),
-                "data_rng": self.data_rng.get_state(),
-                "noise_rng": self.noise_rng.get_state(),
-            }
-        )
-
-    def load_state_dict(self, state: dict[str, Any], source: str = "checkpoint") -> None:
-        """Continue from :meth:`state_dict`; refuses a checkpoint of another run."""
-        schema = TrainPriorCheckpoint
-        validate_checkpoint(schema, source, state, CHECKPOINT_FORMAT, "train-prior")
-        if state.get("run_id") != self.run_id:
-            raise UsageError(
-                f"{source}: the checkpoint belongs to another run (different images or "
-                "settings); start afresh without --resume or use another --checkpoint path"
-            )
+    def restore(self, state: dict[str, Any], source: str) -> None:
+        """Continue from a checked :meth:`payload` of this run."""
         epoch, epoch_step = int(state.get("epoch", 0)), int(state.get("epoch_step", 0))
         if epoch > self.config.epochs or (epoch == self.config.epochs and epoch_step > 0):
             raise UsageError(
@@ -436,15 +421,13 @@ class PriorTrainer(Interruptible):
         check_optimizer_state(source, self.opt_d, state["opt_d"])
         if state["perm"] is not None and not is_permutation(state["perm"], self.count):
             raise InvalidInputError(f"{source}: the checkpoint's image order does not fit")
-        try:
+        with restoring(source):
             self.generator.load_state_dict(state["generator"])
             self.discriminator.load_state_dict(state["discriminator"])
             self.opt_g.load_state_dict(state["opt_g"])
             self.opt_d.load_state_dict(state["opt_d"])
             self.data_rng.set_state(state["data_rng"])
             self.noise_rng.set_state(state["noise_rng"])
-        except (KeyError, RuntimeError, ValueError, TypeError) as exc:
-            raise InvalidInputError(f"{source}: damaged checkpoint ({exc})") from None
         self.epoch = int(state["epoch"])
         self.epoch_step = int(state["epoch_step"])
         self.step_count = int(state["step"])
@@ -452,20 +435,6 @@ class PriorTrainer(Interruptible):
         self.sums = [float(s) for s in state["sums"]]
         self.history = [(float(d), float(g)) for d, g in state["history"]]
         self.seconds = float(state["seconds"])
-        self._saved_at = self.step_count
-
-    def save(self, path: Path) -> None:
-        """Write a checkpoint atomically (``torch.save``; read back with ``weights_only``)."""
-        if self._saved_at == self.step_count and Path(path).exists():
-            return
-        write_checkpoint(path, self.state_dict())
-        self._saved_at = self.step_count
-
-    def load(self, path: Path) -> None:
-        """Read a checkpoint written by :meth:`save` and continue from it."""
-        if not Path(path).exists():
-            raise MissingInputError(f"{path}: no checkpoint to resume from")
-        self.load_state_dict(load_checkpoint(path), str(path))
 
 
 # ---------------------------------------------------------------------- the run
@@ -502,10 +471,7 @@ def train_prior(
     config.validate()
     device = torch.device(device)
     say = log or (lambda _message: None)
-    if resume and checkpoint is None:
-        raise UsageError("--resume needs --checkpoint PATH")
-    if resume and not Path(checkpoint).exists():  # type: ignore[arg-type]
-        raise MissingInputError(f"{checkpoint}: no checkpoint to resume from")
+    check_resume(checkpoint, resume)
     pixels, data_hash, _ = _prepare_images(images, config)
     count = int(pixels.shape[0])
     if config.batch_size > count:
