@@ -170,7 +170,7 @@ def learn(folder: Path, counts: list[int], meta_lr: float, args: argparse.Namesp
                 flush=True,
             )
 
-    learn_prior([folder / "u*.safetensors"], config, "dcgan", "cpu", on_task=keep)
+    learn_prior([folder / "u*.safetensors"], config, device="cpu", on_task=keep)
     if args.measure:
         print(f"one task: {time.perf_counter() - began:.1f} s", flush=True)
     return snapshots

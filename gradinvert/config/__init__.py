@@ -9,10 +9,12 @@ __all__, __getattr__, __dir__ = lazy_exports(
     {
         "AttackConfig": "attack",
         "InvertConfig": "invert",
+        "LearnPriorConfig": "learn_prior",
         "PRESETS": "attack",
         "Preset": "attack",
         "SCHEMA_VERSION": "base",
         "Settings": "base",
+        "TrainInverterConfig": "train_inverter",
         "preset": "attack",
         "preset_table": "attack",
     },

@@ -27,7 +27,7 @@ from gradinvert.runtime.memory import FLOAT, UNKNOWN_ACTIVATIONS, _millions, fil
 from gradinvert.runtime.resources import Estimate
 
 if TYPE_CHECKING:
-    from gradinvert.inverter.train import TrainInverterConfig
+    from gradinvert.config.train_inverter import TrainInverterConfig
 
 STEP_COPIES = 3  # a training step keeps the forward activations and their gradients
 

@@ -16,7 +16,6 @@ saves and exits 130 (143).
 from __future__ import annotations
 
 import copy
-import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -28,9 +27,10 @@ import torch
 from scipy.optimize import linear_sum_assignment
 
 from gradinvert.client.defenses import DefenseConfig, apply_defenses
+from gradinvert.config.train_inverter import TrainInverterConfig
 from gradinvert.inverter.base import Inverter, Tensors, stack_encoded
 from gradinvert.inverter.pairs import PairMaker, chunks
-from gradinvert.inverter.store import ARCHES, build_inverter, template_record
+from gradinvert.inverter.store import build_inverter, template_record
 from gradinvert.io.atomic import make_folder
 from gradinvert.io.file_schemas import TrainInverterCheckpoint
 from gradinvert.io.files import UpdateFile, _save, read_safetensors
@@ -54,9 +54,9 @@ CHECKPOINT = CheckpointKind(
     "template, images or settings",
 )
 PAIRS_CACHE_NAMES = r"pairs-[0-9a-f]{16}\.safetensors"  # the files a --pairs-cache folder holds
-DEFAULT_LR = {"git": 1e-3, "mlp": 1e-4}
 AUGMENT_KINDS = ("noise", "laplace", "prune", "clip")
 AUGMENT_SEED_OFFSET = 1_000_003  # augmentation noise draws apart from the template's defenses
+TRAINING_ONLY = ("epochs", "batch", "lr", "patience")  # settings that do not change the pairs
 Log = Callable[[str], None]
 
 
@@ -81,50 +81,6 @@ def parse_augment(text: str) -> DefenseConfig:
             config.clip = amount
     config.validate()
     return config
-
-
-@dataclass
-class TrainInverterConfig:
-    """Settings of one ``train-inverter`` run (defaults: what a 2-core CPU trains in minutes)."""
-
-    arch: str = "git"
-    pairs: int = 1000  # training pairs (the validation set adds val_fraction of this)
-    epochs: int = 20
-    batch: int = 32  # pairs per optimizer step
-    lr: float | None = None  # default: git 1e-3, mlp 1e-4 (LTI)
-    val_fraction: float = 0.1
-    patience: int = 5
-    augment: str = ""
-    seed: int = 0
-    width: int = 32  # git: hidden channels of its refine blocks
-    max_channels: int = 8  # git: larger layers are read through a projection to this many
-    hidden: int = 3000  # mlp: hidden units (LTI: 3000)
-    max_inputs: int = 2**16  # mlp: longer updates are count-sketched to this length
-
-    def validate(self) -> None:
-        problems = []
-        if self.arch not in ARCHES:
-            problems.append(f"--arch {self.arch!r}: choose one of {', '.join(ARCHES)}")
-        for name in ("pairs", "epochs", "batch", "patience", "width", "max_channels", "hidden"):
-            if getattr(self, name) < 1:
-                problems.append(f"--{name.replace('_', '-')} must be at least 1")
-        if not 0.0 < self.val_fraction < 1.0:
-            problems.append("--val-fraction must be between 0 and 1")
-        if self.lr is not None and not self.lr > 0:
-            problems.append("--lr must be positive")
-        if self.max_inputs < 16:
-            problems.append("--max-inputs must be at least 16")
-        if problems:
-            raise UsageError("; ".join(problems))
-        parse_augment(self.augment)
-
-    def learning_rate(self) -> float:
-        return self.lr if self.lr is not None else DEFAULT_LR[self.arch]
-
-    def inverter_settings(self) -> dict[str, Any]:
-        if self.arch == "git":
-            return {"width": self.width, "max_channels": self.max_channels, "seed": self.seed}
-        return {"hidden": self.hidden, "max_inputs": self.max_inputs, "seed": self.seed}
 
 
 @dataclass
@@ -361,6 +317,7 @@ class TrainInverterResult:
 
     inverter: Inverter
     summary: dict[str, Any]
+    config: dict[str, Any] = field(default_factory=dict)  # the settings (Settings.record())
 
 
 def _cached_pairs(path: Path) -> tuple[PairSet, PairSet]:
@@ -400,7 +357,7 @@ def train_inverter(
     ``labels``: the images' labels, or None to draw each pair's labels uniformly over the
     classes (seeded). The result's summary records the run for the inverter file.
     """
-    config.validate()
+    config = TrainInverterConfig.model_validate(config.model_dump())  # a validated private copy
     say = log or (lambda _message: None)
     check_resume(checkpoint, resume)
     batch = int(template.batch_size or 0)
@@ -424,11 +381,10 @@ def train_inverter(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         inverter = build_inverter(config.arch, template, config.inverter_settings())
-    pair_fields = dataclasses.asdict(config)
-    for name in ("epochs", "batch", "lr", "patience"):
-        pair_fields.pop(name)
+    training = config.training_fields()
+    pair_fields = {k: v for k, v in training.items() if k not in TRAINING_ONLY}
     pairs_key = fingerprint(template_record(template), images, labels, pair_fields)
-    run_id = fingerprint(pairs_key, dataclasses.asdict(config))
+    run_id = fingerprint(pairs_key, training)
     cache_file = None if pairs_cache is None else Path(pairs_cache) / f"pairs-{pairs_key[:16]}"
     if cache_file is not None:
         cache_file = cache_file.with_suffix(".safetensors")
@@ -469,7 +425,7 @@ def train_inverter(
             bar.close()
     summary = {
         "arch": config.arch,
-        "config": dataclasses.asdict(config),
+        "config": training,
         "pairs": len(train),
         "val_pairs": len(val),
         "images": {"count": int(images.shape[0]), "train": int(train_idx.numel())},
@@ -482,7 +438,7 @@ def train_inverter(
         "pair_seconds": round(made, 2),
         "seconds": round(time.perf_counter() - started, 2),
     }
-    return TrainInverterResult(inverter.cpu().eval(), summary)
+    return TrainInverterResult(inverter.cpu().eval(), summary, config.record())
 
 
 def _generate(

@@ -31,7 +31,6 @@ iteration, the checkpoint of the last finished task is written when one was aske
 
 from __future__ import annotations
 
-import dataclasses
 import glob
 import hashlib
 import json
@@ -45,7 +44,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from gradinvert.config.attack import AttackConfig, preset
+from gradinvert.config.learn_prior import LearnPriorConfig
 from gradinvert.generators import Generator, arch_record, load_generator, save_generator
 from gradinvert.invert.attack import _hand_over, _prepare, check_update, resolve_labels
 from gradinvert.invert.engine import Engine
@@ -78,71 +77,8 @@ RECIPE = "GIML (Jeon et al. 2021): latent search, shared-copy fine-tuning, Repti
 META_GRADIENT = "2(θ − θ′): Adam on ||θ′ − θ||²"
 LABELS_SUFFIX = ".labels.json"
 GLOB_CHARS = set("*?[")
-LR_SCALES = ("absolute", "relative")
 
 Log = Callable[[str], None]
-
-
-# ---------------------------------------------------------------------- configuration
-
-
-@dataclass
-class LearnPriorConfig:
-    """Settings of one ``learn-prior`` run (defaults: the official GIML run)."""
-
-    tasks: int = 200
-    latent_iterations: int = 1000
-    iterations: int = 500  # generator fine-tuning iterations per task
-    restarts: int = 1  # K restarts of the latent search
-    meta_lr: float = 1e-2
-    z_norm: float = 1e-3
-    latent_lr: float = 3e-2
-    generator_lr: float = 1e-3
-    generator_lr_scale: str = "absolute"  # official GIML: Adam 1e-3 as is (invert: relative)
-    tv: float = 1e-6
-    seed: int = 0
-    samples_every: int = 10  # rewrite --samples every N tasks (and at the end)
-
-    def validate(self) -> None:
-        """Raise one :class:`UsageError` naming every bad setting."""
-        problems = []
-        for name in ("tasks", "latent_iterations", "iterations", "restarts", "samples_every"):
-            if getattr(self, name) < 1:
-                problems.append(f"--{name.replace('_', '-')} {getattr(self, name)}: at least 1")
-        for name in ("meta_lr", "latent_lr", "generator_lr"):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value > 0):
-                problems.append(f"--{name.replace('_', '-')} {value}: must be positive")
-        if self.generator_lr_scale not in LR_SCALES:
-            problems.append(
-                f"--generator-lr-scale {self.generator_lr_scale!r}: one of {', '.join(LR_SCALES)}"
-            )
-        for name in ("z_norm", "tv"):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value >= 0):
-                problems.append(f"--{name.replace('_', '-')} {value}: must be non-negative")
-        if problems:
-            raise UsageError("; ".join(problems))
-
-    def fingerprint_fields(self) -> dict[str, Any]:
-        """What a checkpoint must share with the run resuming it (not ``tasks``: a finished
-        run may be continued for more tasks; not ``samples_every``)."""
-        fields = dataclasses.asdict(self)
-        del fields["tasks"], fields["samples_every"]
-        return fields
-
-    def attack_config(self, task: int) -> AttackConfig:
-        """The inner searches of task ``task`` (0-based): the gias preset's two stages."""
-        return preset(
-            "gias",
-            seeds=self.restarts,
-            latent_iterations=self.latent_iterations,
-            iterations=self.iterations,
-            latent_lr=self.latent_lr,
-            generator_lr=self.generator_lr,
-            tv=self.tv,
-            seed=self.seed + task,
-        )
 
 
 # ---------------------------------------------------------------------- the stream
@@ -506,12 +442,13 @@ class LearnPriorResult:
     arch: dict[str, Any]  # the generator file's architecture record
     training: dict[str, Any]  # the generator file's ``training`` metadata
     history: list[dict[str, Any]]  # one record per task
+    config: dict[str, Any] = field(default_factory=dict)  # the settings (Settings.record())
 
 
 def learn_prior(
     updates: Sequence[str | os.PathLike[str]],
     config: LearnPriorConfig,
-    generator: str = "dcgan",
+    *,
     device: torch.device | str = "cpu",
     progress: bool = False,
     checkpoint: Path | None = None,
@@ -519,29 +456,27 @@ def learn_prior(
     samples: Path | None = None,
     log: Log | None = None,
     on_task: Callable[[MetaLearner, TaskInfo], None] | None = None,
-    generator_weights: str | os.PathLike[str] | None = None,
 ) -> LearnPriorResult:
-    """Meta-learn ``generator`` (``dcgan``, a generator file or ``package.module:factory``)
-    from the update files ``updates`` (files or globs) alone.
-
-    ``generator_weights``: a state dict or generator file loaded into a named or imported
-    ``generator`` first (see :func:`gradinvert.generators.load_generator`).
+    """Meta-learn ``config.generator`` (``dcgan``, a generator file or
+    ``package.module:factory``, with ``config.generator_weights`` loaded into a named or imported
+    one: see :func:`gradinvert.generators.load_generator`) from the update files ``updates``
+    (files or globs) alone.
 
     ``progress``: a rich progress bar over the tasks on stderr (else ``log`` gets one line per
     task). ``checkpoint``: written after every task and on Ctrl-C; with ``resume`` the run
     continues from it and ends with exactly the weights of an uninterrupted run. ``samples``: a
     PNG grid of 64 images from fixed latents, rewritten every ``config.samples_every`` tasks.
     """
-    config.validate()
+    config = LearnPriorConfig.model_validate(config.model_dump())  # a validated private copy
     device = torch.device(device)
     say = log or (lambda _message: None)
     check_resume(checkpoint, resume)
     stream = open_stream(updates)
     shape = tuple(stream.input["shape"])
     loaded = load_generator(
-        generator,
+        config.generator,
         shape,  # type: ignore[arg-type]
-        weights=generator_weights,
+        weights=config.generator_weights,
         seed=config.seed,
         device=device,
     )
@@ -603,12 +538,14 @@ def learn_prior(
         "device": device.type,
         "torch": torch.__version__,
     }
-    return LearnPriorResult(module, arch_record(loaded), training, list(learner.history))
+    history = list(learner.history)
+    return LearnPriorResult(module, arch_record(loaded), training, history, config.record())
 
 
 def save_learned_prior(result: LearnPriorResult, path: str | os.PathLike[str]) -> None:
-    """Write the learned generator as a generator file (as ``train-prior`` does)."""
-    save_generator(path, result.module, result.arch, result.training)
+    """Write the learned generator as a generator file (as ``train-prior`` does), with the
+    run's settings (``inspect --print-config`` prints them for a replay)."""
+    save_generator(path, result.module, result.arch, result.training, config=result.config)
 
 
 class _TaskLog:
