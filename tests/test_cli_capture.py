@@ -128,7 +128,7 @@ def _no_outputs(tmp: Path) -> bool:
         (["--model", "no-such-net"], 2, "unknown model"),
         (["--model", "no_such_pkg.mod:factory"], 2, "cannot import"),
         (["--model", "torchvision.models:no_factory"], 2, "no callable"),
-        (["--mode", "sideways"], 2, "train or eval"),
+        (["--mode", "sideways"], 2, "'train' or 'eval'"),
         (["--device", "tpu"], 2, "--device"),
     ],
 )

@@ -3,18 +3,20 @@ reported at once with the right exit code, TOML round trips, presets validate, r
 
 from __future__ import annotations
 
+import json
 import sys
 import typing
 from pathlib import Path
 
 import pytest
+import torch
 from invert_support import make_update, one_thread  # noqa: F401 (fixture)
 from typer.testing import CliRunner
 
 from gradinvert.cli.main import app
 from gradinvert.config.attack import PRESETS, AttackConfig
 from gradinvert.config.base import recorded_settings
-from gradinvert.config.invert import InvertConfig
+from gradinvert.config.invert import InvertSettings
 from gradinvert.io.files import save_update
 
 if sys.version_info >= (3, 11):
@@ -31,7 +33,7 @@ def invoke(*args: object):  # noqa: ANN201
 
 def _sample_value(name: str, default: object) -> tuple[list[str], object]:
     """Command-line words that set field ``name`` to a value other than its default."""
-    annotation = InvertConfig.model_fields[name].annotation
+    annotation = InvertSettings.model_fields[name].annotation
     choices = [a for a in typing.get_args(annotation) if isinstance(a, str)]
     flag = "--" + name.replace("_", "-")
     if name == "learn_labels":
@@ -73,7 +75,7 @@ def _printed(update: Path, *args: object) -> dict:
     return tomllib.loads(result.stdout)
 
 
-@pytest.mark.parametrize("name", [n for n in InvertConfig.model_fields if n != "schema_version"])
+@pytest.mark.parametrize("name", [n for n in InvertSettings.model_fields if n != "schema_version"])
 def test_every_option_reaches_its_field(update_file: Path, name: str) -> None:
     """Each generated option sets exactly its field (compared with the preset's own value)."""
     baseline = _printed(update_file)
@@ -146,10 +148,10 @@ def test_command_line_overrides_the_file(update_file: Path, tmp_path: Path) -> N
 
 
 def test_toml_round_trip() -> None:
-    config = InvertConfig.build({"attack": "gias", "labels": [2, 0], "generator": "g.st"})
+    config = InvertSettings.build({"attack": "gias", "labels": [2, 0], "generator": "g.st"})
     values = tomllib.loads(config.to_toml())
     assert values.pop("command") == "invert"
-    again = InvertConfig.build(file=None, cli_values=values)
+    again = InvertSettings.build(file=None, cli_values=values)
     assert again == config
 
 
@@ -185,3 +187,125 @@ def test_replay_from_the_recorded_config_is_byte_identical(
     result = invoke("invert", update_file, "--config", replay, "--out", second, "--no-progress")
     assert result.exit_code == 0, result.output
     assert first.read_bytes() == second.read_bytes()
+
+
+# ---------------------------------------------------------------- every other command
+
+from gradinvert.config.base import settings_classes  # noqa: E402
+
+COMMANDS = {  # command words before the options (inputs are not read by --print-config)
+    "capture": ["capture", "--images", "x.png", "--out", "u.safetensors"],
+    "labels": ["labels", "u.safetensors"],
+    "evaluate": ["evaluate", "r.safetensors", "--truth", "t.safetensors"],
+    "import": ["import", "--out", "u.safetensors", "--model", "convnet", "--input-shape", "3,8,8"],
+    "demo": ["demo"],
+    "report": ["report", "scores.json"],
+}
+SAMPLES = {  # values that pass each field's own rule
+    "input_shape": "1,16,16",
+    "fail_above": ["psnr=18"],
+    "lpips": "vgg",
+    "labels": "0,1",
+    "model": "lenet",
+}
+
+
+def _words(name: str, annotation: object, default: object) -> tuple[list[str], object]:
+    flag = "--" + name.replace("_", "-")
+    if name in SAMPLES:
+        value = SAMPLES[name]
+        words = [w for v in value for w in (flag, v)] if isinstance(value, list) else [flag, value]
+        return words, value
+    choices = [a for a in typing.get_args(annotation) if isinstance(a, str)]
+    for inner in typing.get_args(annotation):  # Optional[Literal[...]]
+        choices += [a for a in typing.get_args(inner) if isinstance(a, str)]
+    if choices:
+        other = next(c for c in choices if c != default)
+        return [flag, other], other
+    if isinstance(default, bool):
+        return ([f"--no-{name.replace('_', '-')}"], False) if default else ([flag], True)
+    types = {t for t in (annotation, *typing.get_args(annotation)) if isinstance(t, type)}
+    if int in types and float not in types:
+        value = (default or 0) + 3
+        return [flag, str(value)], value
+    if float in types:
+        return [flag, "0.375"], 0.375
+    return [flag, "x.bin"], "x.bin"
+
+
+def _print(words: list[str]) -> dict:
+    result = invoke(*words, "--print-config")
+    assert result.exit_code == 0, result.output
+    return tomllib.loads(result.stdout)
+
+
+@pytest.mark.parametrize(
+    ("command", "name"),
+    [
+        (command, name)
+        for command in COMMANDS
+        for name in settings_classes()[command].model_fields
+        if name != "schema_version"
+    ],
+)
+def test_every_option_of_every_command_reaches_its_field(command: str, name: str) -> None:
+    cls = settings_classes()[command]
+    base = COMMANDS[command]
+    if command == "import" and name in ("model", "input_shape"):
+        base = ["import", "--out", "u.safetensors", "--model", "convnet", "--input-shape", "3,8,8"]
+    if command == "import" and (name.startswith("local_") or name == "shuffle"):  # a pair
+        base = [*base, "--local-steps", "2", "--local-lr", "0.5", "--batch-size", "4"]
+    baseline = _print(base)
+    field = cls.model_fields[name]
+    words, expected = _words(name, field.annotation, baseline.get(name))
+    printed = _print([*base, *words])
+    assert printed["command"] == command
+    assert printed[name] == expected
+    changed = {k for k in set(printed) | set(baseline) if printed.get(k) != baseline.get(k)}
+    assert changed == {name}, changed
+
+
+@pytest.mark.parametrize("command", list(COMMANDS))
+def test_every_problem_of_a_settings_file_at_once(command: str, tmp_path: Path) -> None:
+    cls = settings_classes()[command]
+    numeric = [n for n, f in cls.model_fields.items() if f.annotation in (int, float)]
+    bad = tmp_path / "bad.toml"
+    lines = [f'command = "{command}"', "bogus = 1"]
+    lines += [f'{name} = "7"' for name in numeric[:2]]
+    bad.write_text("\n".join(lines) + "\n")
+    result = invoke(*COMMANDS[command], "--config", bad, "--print-config")
+    assert result.exit_code == 65, result.output
+    assert result.output.count("\n") == 1 and "Traceback" not in result.output
+    for name in ["bogus", *numeric[:2]]:
+        assert f"{bad}: {name}" in result.output
+
+
+def test_capture_labels_evaluate_record_their_settings_and_replay(tmp_path: Path) -> None:
+    """Each output records its settings; replaying them gives the same tensors and scores."""
+    from gradinvert.io.files import load_batch, load_update
+
+    samples = Path(__file__).resolve().parents[1] / "samples" / "images32"
+    u, t, u2, t2 = (tmp_path / n for n in ("u.st", "t.st", "u2.st", "t2.st"))
+    capture = ["capture", "--images", samples, "--batch-size", 2, "--labels", "0,1",
+               "--model", "lenet", "--size", 16, "--noise", 0.01, "--seed", 3]  # fmt: skip
+    assert invoke(*capture, "--out", u, "--truth", t).exit_code == 0
+    (tmp_path / "c.toml").write_text(invoke("inspect", u, "--print-config").stdout)
+    result = invoke("capture", "--images", samples, "--config", tmp_path / "c.toml",
+                    "--out", u2, "--truth", t2)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    for name, value in load_update(u).update.items():
+        assert torch.equal(value, load_update(u2).update[name])
+    assert torch.equal(load_batch(t).images, load_batch(t2).images)
+
+    labels = tmp_path / "labels.json"
+    assert invoke("labels", u, "--method", "yin", "--out", labels).exit_code == 0
+    (tmp_path / "l.toml").write_text(invoke("inspect", labels, "--print-config").stdout)
+    replay = invoke("labels", u, "--config", tmp_path / "l.toml")
+    assert json.loads(replay.stdout) == json.loads(labels.read_text())
+
+    scores = tmp_path / "scores.json"
+    result = invoke("evaluate", t2, "--truth", t, "--json", scores, "--lpips", "off")
+    assert result.exit_code == 0, result.output
+    (tmp_path / "e.toml").write_text(invoke("inspect", scores, "--print-config").stdout)
+    again = invoke("evaluate", t2, "--truth", t, "--config", tmp_path / "e.toml", "--json", "-")
+    assert json.loads(again.stdout)["summary"] == json.loads(scores.read_text())["summary"]

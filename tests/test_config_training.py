@@ -16,8 +16,8 @@ from typer.testing import CliRunner
 
 from gradinvert.cli.main import app
 from gradinvert.config.base import Settings
-from gradinvert.config.learn_prior import LearnPriorConfig
-from gradinvert.config.train_inverter import TrainInverterConfig
+from gradinvert.config.learn_prior import LearnPriorSettings
+from gradinvert.config.train_inverter import TrainInverterSettings
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -35,8 +35,8 @@ SAMPLES: dict[str, tuple[str, Any]] = {
     "augment": ("noise:0.1,prune:0.5", "noise:0.1,prune:0.5"),
 }
 COMMANDS: dict[str, tuple[type[Settings], list[str]]] = {
-    "learn-prior": (LearnPriorConfig, ["learn-prior"]),
-    "train-inverter": (TrainInverterConfig, ["train-inverter", "t.safetensors"]),
+    "learn-prior": (LearnPriorSettings, ["learn-prior"]),
+    "train-inverter": (TrainInverterSettings, ["train-inverter", "t.safetensors"]),
 }
 
 

@@ -371,7 +371,7 @@ def test_cli_batch_size_unknown_then_given(tmp_path):
         ("garbage", 65, "not a readable safetensors file"),
         ("batch_file", 65, "expected a update file"),
         ("no_linear", 65, "no nn.Linear"),
-        ("bad_method", 2, "unknown label method"),
+        ("bad_method", 2, "--method: Input should be 'auto'"),
         ("yin_too_big", 2, "exceeds"),
         ("bad_truth", 65, "not a readable safetensors file"),
     ],

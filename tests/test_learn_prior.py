@@ -24,7 +24,7 @@ from gradinvert.invert.spaces import LatentSpace, SharedWeightSpace
 from gradinvert.io.files import LocalTraining, load_batch, save_update
 from gradinvert.models import trust_code
 from gradinvert.priors.learn import (
-    LearnPriorConfig,
+    LearnPriorSettings,
     MetaLearner,
     learn_prior,
     reptile_step,
@@ -35,7 +35,7 @@ from gradinvert.runtime.checkpoint import InterruptedRun
 runner = CliRunner()
 TINY = "models_for_tests:tiny_generator"
 CPU = torch.device("cpu")
-FAST = LearnPriorConfig(generator=TINY, tasks=3, latent_iterations=3, iterations=3, restarts=2)
+FAST = LearnPriorSettings(generator=TINY, tasks=3, latent_iterations=3, iterations=3, restarts=2)
 
 
 def invoke(*args: object):  # noqa: ANN201

@@ -15,7 +15,6 @@ from rich.text import Text
 from gradinvert.models.trust import CodeTrust, named_factories, trusting
 from gradinvert.report.console import InertConsole, one_line
 from gradinvert.runtime.errors import ExitCode, GradinvertError
-from gradinvert.runtime.runstate import sigterm_interrupts, terminated
 
 # Data goes to stdout; everything for a human goes to stderr. Strings print as they are (no
 # markup, no control characters): many of them come from files (gradinvert.report.console).
@@ -36,6 +35,14 @@ TrustCodeOption = Annotated[
         "or inverter's model). Only for files you made yourself: a file from a client can name "
         "any Python function, and it runs with your rights. Without it such a file is refused "
         "(exit 65) unless --model/--generator names the same factory.",
+    ),
+]
+MaxMemoryOption = Annotated[
+    str | None,
+    typer.Option(
+        "--max-memory",
+        help="Refuse (exit 69) runs estimated to need more memory than this, e.g. 8GB, 512MiB "
+        "or none (no bound). Default: 80% of the RAM (of the GPU's memory on CUDA).",
     ),
 ]
 ModelFactoryOption = Annotated[
@@ -62,6 +69,13 @@ def fail(message: str, code: int) -> None:
     raise typer.Exit(code)
 
 
+def _terminated() -> bool:
+    """Whether SIGTERM (not Ctrl-C) stopped the run."""
+    from gradinvert.runtime.runstate import terminated
+
+    return terminated()
+
+
 def handle_errors(func: F) -> F:
     """Turn library errors into one stderr line and the documented exit code.
 
@@ -77,18 +91,20 @@ def handle_errors(func: F) -> F:
             bool(kwargs.get("trust_code", False)),
         )
         try:
+            from gradinvert.runtime.runstate import sigterm_interrupts  # torch: not at start-up
+
             with sigterm_interrupts(), trusting(policy):
                 return func(*args, **kwargs)
         except GradinvertError as exc:
             if state["debug"]:
                 console.print_exception()
             code = exc.exit_code
-            if code == ExitCode.INTERRUPTED and terminated():
+            if code == ExitCode.INTERRUPTED and _terminated():
                 code = ExitCode.TERMINATED
             fail(exc.message, int(code))
         except KeyboardInterrupt:
-            console.print("terminated" if terminated() else "interrupted")
-            code = ExitCode.TERMINATED if terminated() else ExitCode.INTERRUPTED
+            console.print("terminated" if _terminated() else "interrupted")
+            code = ExitCode.TERMINATED if _terminated() else ExitCode.INTERRUPTED
             raise typer.Exit(int(code)) from None
         except (typer.Exit, typer.Abort, SystemExit):
             raise

@@ -10,11 +10,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from gradinvert.cli.common import console, emit_json, handle_errors
-from gradinvert.io.describe import summarize
-from gradinvert.io.tensorfile import read_header
-from gradinvert.runtime.memory import estimate_inspect
-from gradinvert.runtime.resources import MaxMemoryOption, check_memory
+from gradinvert.cli.common import MaxMemoryOption, console, emit_json, handle_errors
 
 
 def _human_bytes(count: int) -> str:
@@ -50,6 +46,11 @@ def inspect(
 
         sys.stdout.write(recorded_settings(recorded_config(file), str(file)).to_toml())
         return
+    from gradinvert.io.describe import summarize
+    from gradinvert.io.tensorfile import read_header
+    from gradinvert.runtime.memory import estimate_inspect
+    from gradinvert.runtime.resources import check_memory
+
     check_memory(estimate_inspect(read_header(file)), max_memory)
     summary = summarize(file)
     if as_json:

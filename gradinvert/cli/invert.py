@@ -16,7 +16,7 @@ from gradinvert.cli.common import (
 )
 from gradinvert.cli.options import with_settings
 from gradinvert.config.attack import PRESETS
-from gradinvert.config.invert import InvertConfig
+from gradinvert.config.invert import InvertSettings
 from gradinvert.runtime.errors import UsageError
 
 
@@ -68,7 +68,7 @@ HELP = "\n\n".join(
 
 @handle_errors
 @with_settings(
-    InvertConfig,
+    InvertSettings,
     flags={"learn_labels": "--learn-labels/--restore-labels"},
     parsers={"labels": parse_labels_option},
 )
@@ -96,7 +96,7 @@ def invert(
     ] = False,
     model: ModelFactoryOption = None,
     trust_code: TrustCodeOption = False,
-    config: InvertConfig,
+    config: InvertSettings,
     given: dict[str, Any],
 ) -> None:
     from gradinvert.invert.pipeline import describe_result, invert_file

@@ -1,4 +1,4 @@
-"""`gradinvert labels`: restore a batch's labels from its update."""
+"""`gradinvert labels`: restore the labels of the batch behind an update file."""
 
 from __future__ import annotations
 
@@ -14,28 +14,16 @@ from gradinvert.cli.common import (
     emit_json,
     handle_errors,
 )
-from gradinvert.io.files import (
-    labels_document,
-    load_batch,
-    load_update,
-    read_update_shapes,
-    write_labels,
-)
-from gradinvert.io.outputs import refuse_clobbering
-from gradinvert.labels import multiset_accuracy, restore_labels
-from gradinvert.models.footprint import update_footprint
-from gradinvert.runtime.errors import InvalidInputError, UsageError
-from gradinvert.runtime.memory import estimate_labels
-from gradinvert.runtime.resources import MaxMemoryOption, check_memory
+from gradinvert.cli.options import with_settings
+from gradinvert.config.labels import LabelsSettings
+from gradinvert.runtime.errors import UsageError
 
 
 @handle_errors
+@with_settings(LabelsSettings)
 def labels(
     update: Annotated[Path, typer.Argument(help="Update file written by capture.")],
-    method: Annotated[
-        str,
-        typer.Option("--method", help="auto, idlg, yin, ilrg, llg or bias (see below)."),
-    ] = "auto",
+    *,
     out: Annotated[
         str | None,
         typer.Option("--out", help="Labels JSON file to write (default or '-': stdout)."),
@@ -46,13 +34,9 @@ def labels(
             "--truth", help="Ground-truth batch file: also score the multiset label accuracy."
         ),
     ] = None,
-    batch_size: Annotated[
-        int | None,
-        typer.Option("--batch-size", help="Batch size, when the update does not record it."),
-    ] = None,
     model: ModelFactoryOption = None,
     trust_code: TrustCodeOption = False,
-    max_memory: MaxMemoryOption = None,
+    config: LabelsSettings,
 ) -> None:
     """Restore the labels of the batch behind an update from its last linear layer.
 
@@ -67,36 +51,16 @@ def labels(
     layer, or the file names code nobody vouched for (see --trust-code); 66 file missing;
     69 the estimated memory exceeds --max-memory.
     """
+    from gradinvert.io.files import write_labels
+    from gradinvert.io.outputs import refuse_clobbering
+    from gradinvert.labels.pipeline import labels_file
+
     if out not in (None, "-") and Path(out).is_dir():
         raise UsageError(f"--out {out}: is a folder, give a file name")
     refuse_clobbering([update, truth], {"--out": out})
-    shapes = read_update_shapes(update)  # the header: the estimate comes before any value
-    size = batch_size if batch_size is not None and batch_size > 0 else shapes.batch_size
-    footprint = update_footprint(shapes)
-    check_memory(estimate_labels(shapes, footprint, size or 1), max_memory)
-    update_file = load_update(update)
-    truth_labels = None
-    if truth is not None:
-        truth_labels = load_batch(truth).labels.tolist()
-        if not truth_labels:
-            raise InvalidInputError(f"{truth}: holds no labels")
-    result = restore_labels(update_file, method, batch_size)
-    document = labels_document(result.labels, result.method, details=result.details)
-    if method == "auto":
-        console.print(f"auto chose method {result.method} ({result.details['reason']})")
-    else:
-        console.print(f"method {result.method}")
-    if truth_labels is not None:
-        accuracy = multiset_accuracy(result.labels, truth_labels)
-        document["accuracy"] = accuracy
-        document["truth"] = truth_labels
-        matched = round(accuracy * len(truth_labels))
-        console.print(
-            f"label accuracy (multiset) {accuracy:.1%}: {matched} of {len(truth_labels)} "
-            f"truth labels matched by {result.method}"
-        )
+    document = labels_file(update, config, truth, log=lambda message: console.print(message))
     if out in (None, "-"):
         emit_json(document)
     else:
         write_labels(document, out)
-        console.print(f"{len(result.labels)} labels ({result.method}) -> {out}")
+        console.print(f"{len(document['labels'])} labels ({document['method']}) -> {out}")

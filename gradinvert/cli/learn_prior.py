@@ -9,7 +9,7 @@ import typer
 
 from gradinvert.cli.common import ModelFactoryOption, TrustCodeOption, console, handle_errors
 from gradinvert.cli.options import with_settings
-from gradinvert.config.learn_prior import LearnPriorConfig
+from gradinvert.config.learn_prior import LearnPriorSettings
 from gradinvert.runtime.errors import UsageError
 
 HELP = "\n\n".join(
@@ -55,7 +55,7 @@ HELP = "\n\n".join(
 
 
 @handle_errors
-@with_settings(LearnPriorConfig)
+@with_settings(LearnPriorSettings)
 def learn_prior_command(
     updates: Annotated[
         list[str] | None,
@@ -83,7 +83,7 @@ def learn_prior_command(
     ] = False,
     model: ModelFactoryOption = None,
     trust_code: TrustCodeOption = False,
-    config: LearnPriorConfig,
+    config: LearnPriorSettings,
 ) -> None:
     from gradinvert.io.outputs import refuse_clobbering
     from gradinvert.priors.learn import (

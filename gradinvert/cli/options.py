@@ -29,6 +29,8 @@ def _cli_type(annotation: Any) -> Any:
         return _cli_type(inner[0]) if len(inner) == 1 else str
     if origin is Literal:
         return type(get_args(annotation)[0])
+    if origin is list:  # a repeatable option
+        return list[_cli_type(get_args(annotation)[0])]
     if annotation in (int, float, str, bool):
         return annotation
     return str

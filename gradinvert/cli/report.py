@@ -8,27 +8,20 @@ from typing import Annotated
 import typer
 
 from gradinvert.cli.common import console, handle_errors
-from gradinvert.io.atomic import write_text_atomic
-from gradinvert.io.outputs import refuse_clobbering
-from gradinvert.metrics import parse_gate
-from gradinvert.report import load_run, render_report, verdict
+from gradinvert.cli.options import with_settings
+from gradinvert.config.report import ReportSettings
+from gradinvert.runtime.errors import UsageError
 
 
 @handle_errors
+@with_settings(ReportSettings)
 def report(
     scores: Annotated[
         list[Path], typer.Argument(help="Scores files written by `evaluate --json`.")
     ],
-    out: Annotated[Path, typer.Option("--out", help="HTML file to write.")],
-    fail_above: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--fail-above",
-            metavar="METRIC=VALUE",
-            help="The audit's bars (as in evaluate): each run's verdict is shown.",
-        ),
-    ] = None,
-    title: Annotated[str, typer.Option("--title", help="The page's title.")] = "gradinvert audit",
+    *,
+    out: Annotated[Path | None, typer.Option("--out", help="HTML file to write.")] = None,
+    config: ReportSettings,
 ) -> None:
     """Write one self-contained HTML report of an audit: every run's settings and scores, a plot
     against the swept setting (when the runs differ in one), the reconstruction grids and the
@@ -38,10 +31,17 @@ def report(
     relative to the scores file). The report only shows the verdict: it exits 0 either way;
     gate a script on `evaluate --fail-above`.
     """
-    gates = [parse_gate(text) for text in fail_above or []]
+    from gradinvert.io.atomic import write_text_atomic
+    from gradinvert.io.outputs import refuse_clobbering
+    from gradinvert.metrics.gates import parse_gate
+    from gradinvert.report import load_run, render_report, verdict
+
+    if out is None:
+        raise UsageError("--out FILE is required (the HTML file to write)")
+    gates = [parse_gate(text) for text in config.fail_above]
     runs = [load_run(path) for path in scores]
     refuse_clobbering([file for run in runs for file in run.files], {"--out": out})
-    write_text_atomic(out, render_report(runs, gates, title), private=True)
+    write_text_atomic(out, render_report(runs, gates, config.title), private=True)
     failed = verdict(runs, gates).failed
     summary = f", {len(failed)} above the bars" if gates else ""
     console.print(f"report of {len(runs)} runs{summary} -> {out}", soft_wrap=True)

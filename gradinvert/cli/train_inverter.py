@@ -9,7 +9,7 @@ import typer
 
 from gradinvert.cli.common import ModelFactoryOption, TrustCodeOption, console, handle_errors
 from gradinvert.cli.options import with_settings
-from gradinvert.config.train_inverter import TrainInverterConfig
+from gradinvert.config.train_inverter import TrainInverterSettings
 from gradinvert.runtime.errors import UsageError
 
 HELP = "\n\n".join(
@@ -44,7 +44,7 @@ HELP = "\n\n".join(
 
 
 @handle_errors
-@with_settings(TrainInverterConfig)
+@with_settings(TrainInverterSettings)
 def train_inverter_command(
     template_path: Annotated[
         Path, typer.Argument(help="Template update file (from capture).", metavar="TEMPLATE")
@@ -77,14 +77,14 @@ def train_inverter_command(
     ] = False,
     model: ModelFactoryOption = None,
     trust_code: TrustCodeOption = False,
-    config: TrainInverterConfig,
+    config: TrainInverterSettings,
 ) -> None:
     import torch
 
-    from gradinvert.cli.capture import _load_inputs
     from gradinvert.inverter import save_inverter, train_inverter
     from gradinvert.inverter.footprint import estimate_train_inverter
     from gradinvert.inverter.train import PAIRS_CACHE_NAMES
+    from gradinvert.io.batch_input import load_client_batch
     from gradinvert.io.files import load_update, read_update_shapes
     from gradinvert.io.outputs import refuse_clobbering
     from gradinvert.models.footprint import check_update_model
@@ -105,7 +105,8 @@ def train_inverter_command(
     device = resolve_device(config.device)
     shapes = read_update_shapes(template_path)
     check_update_model(shapes)  # before any image is read: a model that cannot be built
-    pixels, label_list, _ = _load_inputs(images, config.size, labels)
+    say = lambda message: console.print(message, soft_wrap=True)  # noqa: E731
+    pixels, label_list, _ = load_client_batch(images, config.size, labels, log=say)
     check_memory(
         estimate_train_inverter(shapes, config, pixels.shape[0]), config.max_memory, device
     )
@@ -126,7 +127,7 @@ def train_inverter_command(
         checkpoint=checkpoint,
         resume=resume,
         progress=not no_progress,
-        log=lambda message: console.print(message, soft_wrap=True),
+        log=say,
         device=device,
     )
     summary = result.summary

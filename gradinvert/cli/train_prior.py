@@ -7,14 +7,14 @@ from typing import Annotated
 
 import typer
 
-from gradinvert.cli.common import DeviceOption, console, handle_errors
+from gradinvert.cli.common import DeviceOption, MaxMemoryOption, console, handle_errors
 from gradinvert.io.images import expand_image_paths
 from gradinvert.io.outputs import refuse_checkpoint_overwrite, refuse_clobbering
 from gradinvert.priors import TrainPriorConfig, save_prior, train_prior
 from gradinvert.runtime.device import resolve_device
 from gradinvert.runtime.errors import UsageError
 from gradinvert.runtime.memory import train_prior_estimate
-from gradinvert.runtime.resources import MaxMemoryOption, check_memory
+from gradinvert.runtime.resources import check_memory
 
 HELP = "\n\n".join(
     [

@@ -14,7 +14,7 @@ LEARNED = "git"  # one forward pass of a learned inverter: no preset, no iterati
 RUN_FIELDS = ("attack", "inverter", "labels", "seed", "device", "max_memory", "checkpoint_every")
 
 
-class InvertConfig(AttackConfig):
+class InvertSettings(AttackConfig):
     """Everything ``invert`` needs besides its input and output files."""
 
     command: ClassVar[str] = "invert"

@@ -28,7 +28,7 @@ RUN_IDENTITY = (
 )
 
 
-class LearnPriorConfig(Settings):
+class LearnPriorSettings(Settings):
     """Everything ``learn-prior`` needs besides its update files and outputs."""
 
     command: ClassVar[str] = "learn-prior"

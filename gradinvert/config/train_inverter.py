@@ -29,7 +29,7 @@ TRAINING_FIELDS = (
 )
 
 
-class TrainInverterConfig(Settings):
+class TrainInverterSettings(Settings):
     """Everything ``train-inverter`` needs besides its template, images and outputs."""
 
     command: ClassVar[str] = "train-inverter"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from gradinvert.config.invert import LEARNED, InvertConfig
+from gradinvert.config.invert import LEARNED, InvertSettings
 from gradinvert.io.files import BatchFile, UpdateFile, load_update, read_update_shapes
 from gradinvert.runtime.device import resolve_device
 from gradinvert.runtime.errors import UsageError
@@ -19,7 +19,7 @@ Log = Callable[[str], None]
 
 def invert_file(
     update_path: str | Path,
-    config: InvertConfig,
+    config: InvertSettings,
     *,
     progress: bool = True,
     checkpoint: Path | None = None,
@@ -62,7 +62,7 @@ def invert_file(
 def _invert_with_inverter(
     update_path: str | Path,
     shapes: UpdateFile,
-    config: InvertConfig,
+    config: InvertSettings,
     device: torch.device,
     log: Log,
 ) -> BatchFile:
@@ -91,7 +91,7 @@ def _invert_with_inverter(
     return result
 
 
-def describe_result(result: BatchFile, config: InvertConfig) -> str:
+def describe_result(result: BatchFile, config: InvertSettings) -> str:
     """One line saying what the run produced and how the output was chosen."""
     meta = result.metadata
     count = result.images.shape[0]

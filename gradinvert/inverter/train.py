@@ -27,7 +27,7 @@ import torch
 from scipy.optimize import linear_sum_assignment
 
 from gradinvert.client.defenses import DefenseConfig, apply_defenses
-from gradinvert.config.train_inverter import TrainInverterConfig
+from gradinvert.config.train_inverter import TrainInverterSettings
 from gradinvert.inverter.base import Inverter, Tensors, stack_encoded
 from gradinvert.inverter.pairs import PairMaker, chunks
 from gradinvert.inverter.store import build_inverter, template_record
@@ -181,7 +181,7 @@ class InverterTrainer(LongRun):
     checkpoint_kind: ClassVar[CheckpointKind] = CHECKPOINT
 
     inverter: Inverter
-    config: TrainInverterConfig
+    config: TrainInverterSettings
     train: PairSet
     val: PairSet
     run_id: str = ""
@@ -342,7 +342,7 @@ def train_inverter(
     template: UpdateFile,
     images: torch.Tensor,
     labels: torch.Tensor | None,
-    config: TrainInverterConfig,
+    config: TrainInverterSettings,
     *,
     pairs_cache: Path | None = None,
     checkpoint: Path | None = None,
@@ -357,7 +357,7 @@ def train_inverter(
     ``labels``: the images' labels, or None to draw each pair's labels uniformly over the
     classes (seeded). The result's summary records the run for the inverter file.
     """
-    config = TrainInverterConfig.model_validate(config.model_dump())  # a validated private copy
+    config = TrainInverterSettings.model_validate(config.model_dump())  # a validated private copy
     say = log or (lambda _message: None)
     check_resume(checkpoint, resume)
     batch = int(template.batch_size or 0)
@@ -447,7 +447,7 @@ def _generate(
     images: torch.Tensor,
     labels: torch.Tensor,
     split: tuple[torch.Tensor, torch.Tensor],
-    config: TrainInverterConfig,
+    config: TrainInverterSettings,
     val_pairs: int,
     progress: bool,
     device: torch.device,
@@ -486,7 +486,7 @@ class _ProgressBar:
     def __init__(
         self,
         inner: Callable[[InverterTrainer, EpochInfo], None] | None,
-        config: TrainInverterConfig,
+        config: TrainInverterSettings,
         trainer: InverterTrainer,
     ) -> None:
         self.inner = inner

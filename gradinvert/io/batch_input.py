@@ -4,11 +4,12 @@ safetensors files without metadata, and folders of images with a labels file."""
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
-from gradinvert.io.files import BatchFile, file_type, is_gradinvert_file, load_batch
+from gradinvert.io.files import BatchFile, file_type, is_gradinvert_file, load_batch, parse_labels
 from gradinvert.io.images import expand_image_paths, load_images
 from gradinvert.io.labelmaps import labels_for_images
 from gradinvert.io.tensorcheck import batch_problems, raise_problems
@@ -104,3 +105,53 @@ def load_image_folder(
     files = [str(p) for p in paths]
     batch = BatchFile(images, torch.tensor(labels, dtype=torch.long), {"files": files})
     return batch, note
+
+
+def select_range(count: int, start: int, batch_size: int | None) -> slice:
+    """Images start … start + batch_size − 1 (default: to the end), checked to exist."""
+    if start < 0:
+        raise UsageError(f"--start {start}: must be at least 0")
+    if start >= count:
+        raise UsageError(f"--start {start}: only {count} images given (0 … {count - 1})")
+    if batch_size is None:
+        return slice(start, count)
+    if batch_size < 1 or start + batch_size > count:
+        raise UsageError(
+            f"--batch-size {batch_size}"
+            + (f" from --start {start}" if start else "")
+            + f": only {count} images given"
+        )
+    return slice(start, start + batch_size)
+
+
+def load_client_batch(
+    sources: list[Path],
+    size: int | None,
+    labels_arg: str | None,
+    start: int = 0,
+    batch_size: int | None = None,
+    log: Callable[[str], None] = print,
+) -> tuple[torch.Tensor, list[int] | None, list[str]]:
+    """The images ``start`` … ``start + batch_size − 1`` of image files, folders (sorted) or one
+    batch file, resized to ``size``, with their labels (``labels_arg``: inline, a labels file or
+    a map of file names; else a batch file's own or a folder's ``labels.json``) and names."""
+    if len(sources) == 1 and is_batch_path(sources[0]):
+        batch, note = load_any_batch(sources[0])
+        if note:
+            log(f"note: {note}")
+        chosen = select_range(batch.images.shape[0], start, batch_size)
+        images = batch.images[chosen]
+        if size is not None and images.shape[-1] != size:
+            images = torch.nn.functional.interpolate(
+                images, size=(size, size), mode="bicubic", align_corners=False
+            ).clamp(0, 1)
+        labels = parse_labels(labels_arg) if labels_arg else batch.labels[chosen].tolist()
+        indices = range(batch.images.shape[0])[chosen]
+        return images, labels, [f"{sources[0]}[{i}]" for i in indices]
+    paths = expand_image_paths(sources)
+    paths = paths[select_range(len(paths), start, batch_size)]
+    labels, note = labels_for_images(paths, sources, labels_arg)
+    if note:
+        log(f"{note} (no --labels given)")
+    images, paths = load_images(paths, size)
+    return images, labels, [str(p) for p in paths]

@@ -65,6 +65,7 @@ class UpdateFile:
     created: str = ""
     torch_version: str = ""
     source: dict[str, Any] = field(default_factory=dict)  # where it came from (capture, import)
+    config: dict[str, Any] | None = None  # the settings of the run that wrote it (record())
 
 
 @dataclass
@@ -189,6 +190,8 @@ def save_update(update: UpdateFile, path: str | os.PathLike[str]) -> None:
             "source": json.dumps(update.source),
         }
     )
+    if update.config is not None:
+        metadata["config"] = json.dumps(update.config)
     _save(tensors, metadata, path)
 
 

@@ -44,7 +44,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from gradinvert.config.learn_prior import LearnPriorConfig
+from gradinvert.config.learn_prior import LearnPriorSettings
 from gradinvert.generators import Generator, arch_record, load_generator, save_generator
 from gradinvert.invert.attack import _hand_over, _prepare, check_update, resolve_labels
 from gradinvert.invert.engine import Engine
@@ -190,7 +190,7 @@ def run_task(
     generator: Generator,
     update: UpdateFile,
     labels: list[int] | None,
-    config: LearnPriorConfig,
+    config: LearnPriorSettings,
     task: int,
     device: torch.device,
 ) -> TaskResult:
@@ -289,7 +289,7 @@ class MetaLearner(LongRun):
 
     generator: Generator
     stream: Stream
-    config: LearnPriorConfig
+    config: LearnPriorSettings
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     run_id: str = ""
     done: int = 0
@@ -447,7 +447,7 @@ class LearnPriorResult:
 
 def learn_prior(
     updates: Sequence[str | os.PathLike[str]],
-    config: LearnPriorConfig,
+    config: LearnPriorSettings,
     *,
     device: torch.device | str = "cpu",
     progress: bool = False,
@@ -467,7 +467,7 @@ def learn_prior(
     continues from it and ends with exactly the weights of an uninterrupted run. ``samples``: a
     PNG grid of 64 images from fixed latents, rewritten every ``config.samples_every`` tasks.
     """
-    config = LearnPriorConfig.model_validate(config.model_dump())  # a validated private copy
+    config = LearnPriorSettings.model_validate(config.model_dump())  # a validated private copy
     device = torch.device(device)
     say = log or (lambda _message: None)
     check_resume(checkpoint, resume)

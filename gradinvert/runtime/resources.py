@@ -11,10 +11,8 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
-from typing import Annotated
 
 import torch
-import typer
 
 from gradinvert.runtime.errors import UnavailableError, UsageError
 
@@ -23,15 +21,6 @@ from gradinvert.runtime.errors import UnavailableError, UsageError
 DEFAULT_SHARE = 0.8
 _UNITS = {"": 1, "b": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}
 _BINARY = {"ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40}
-
-MaxMemoryOption = Annotated[
-    str | None,
-    typer.Option(
-        "--max-memory",
-        help="Refuse (exit 69) runs estimated to need more memory than this, e.g. 8GB, 512MiB "
-        "or none (no bound). Default: 80% of the RAM (of the GPU's memory on CUDA).",
-    ),
-]
 
 
 @dataclass(frozen=True)
