@@ -1,27 +1,35 @@
 # All set-up happens here: the first `make test` or `make demo` on a fresh machine creates
-# .venv inside the repo and installs the package with its test and flower extras.
+# .venv inside the repo and installs the package with its test, flower and docs extras.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint demo report-check bench-deps clean
+.PHONY: install test lint docs demo report-check bench-deps clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade pip
 	# Ask for torch and torchvision together so pip resolves a matching pair from the registry.
-	$(BIN)/python -m pip install -e ".[test,flower]"
+	$(BIN)/python -m pip install -e ".[test,flower,docs]"
 	$(BIN)/python -c "import torch, torchvision; print('torch', torch.__version__, 'torchvision', torchvision.__version__)"
 	touch $(STAMP)
 
 install: $(STAMP)
 
 lint: $(STAMP)
-	$(BIN)/ruff check gradinvert tests benchmarks samples
-	$(BIN)/ruff format --check gradinvert tests benchmarks samples
+	$(BIN)/ruff check gradinvert tests benchmarks samples docs
+	$(BIN)/ruff format --check gradinvert tests benchmarks samples docs
 
-test: lint
+# The documentation site, docs/ -> site/, offline and strict: any warning (a broken link or anchor,
+# a page in no table of contents, a docstring that does not parse) fails the build. -E reads every
+# page afresh, so a warning is never hidden by an earlier build.
+docs: $(STAMP)
+	rm -rf site
+	$(BIN)/sphinx-build -b html -E -W --keep-going -q -d build/doctrees docs site
+	@echo "docs: site/index.html"
+
+test: lint docs
 	$(BIN)/python -m pytest
 
 demo: $(STAMP)
@@ -44,4 +52,4 @@ bench-deps: $(STAMP)
 	$(BREACHING_VENV)/bin/python -c "import breaching, torch; print('breaching ok, torch', torch.__version__)"
 
 clean:
-	rm -rf $(VENV) $(BREACHING_VENV) demo-out report-check .pytest_cache
+	rm -rf $(VENV) $(BREACHING_VENV) demo-out report-check .pytest_cache site build/doctrees docs/reference/cli

@@ -26,6 +26,7 @@ from gradinvert.config import preset
 from gradinvert.invert.attack import _prepare, resolve_labels
 from gradinvert.invert.engine import Engine
 from gradinvert.invert.priors import bn_reference
+from gradinvert.io.files import UpdateFile
 from gradinvert.models import InputSpec, build_model, model_spec
 from gradinvert.models.restore import model_from_update
 from gradinvert.runtime.allocator import keep_freed_memory
@@ -51,6 +52,64 @@ def _interleaved(a, b, repeats: int, device: torch.device) -> tuple[float, float
     return statistics.median(times_a), statistics.median(times_b)
 
 
+def make_client(
+    model: str, size: int, batch: int, mode: str
+) -> tuple[UpdateFile, torch.Tensor, torch.Tensor]:
+    """The update of a seeded ``model`` (10 classes) on a random ``batch`` at ``size`` px, in
+    BN ``mode`` (train mode shares the batch's BN statistics); returns (update, images, labels)."""
+    torch.manual_seed(0)
+    images = torch.rand(batch, 3, size, size)
+    labels = torch.arange(batch) % 10
+    input_spec = InputSpec((3, size, size))
+    spec = model_spec(model, 10, input_spec.shape)
+    net = build_model(spec, init_seed=0)
+    capture = CaptureConfig(mode=mode, share_bn_stats=mode == "train")  # type: ignore[arg-type]
+    update = capture_update(net, spec, input_spec, images, labels, capture)
+    return update, images, labels
+
+
+def iteration_time(
+    update: UpdateFile,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    attack: str,
+    seeds: int,
+    repeats: int,
+    device: torch.device,
+    **overrides: object,
+) -> tuple[float, float]:
+    """Median seconds of one engine iteration with ``seeds`` seeds (preset ``attack`` with
+    ``overrides``) and of one training step of the same model and batch, measured alternately
+    after two warm-up iterations."""
+    net = model_from_update(update, device)
+    inputs, targets = update.input.normalize(images).to(device), labels.to(device)
+
+    def train_step() -> None:
+        net.zero_grad(set_to_none=True)
+        F.cross_entropy(net(inputs), targets).backward()
+
+    train_step()
+    batch = images.shape[0]
+    config = preset(attack, seeds=seeds, iterations=10**6, **overrides)
+    choice = resolve_labels(update, labels.tolist(), config)
+    victim, simulator, _ = _prepare(update, choice, config, device, batch)
+    bn_ref = bn_reference(update, victim.bn_names).to(device) if config.bn else None
+    engine = Engine(
+        simulator,
+        config,
+        (batch, *update.input.shape),  # type: ignore[arg-type]
+        update.input,
+        update.model.num_classes,
+        False,
+        bn_ref,
+        device,
+    )
+    engine.step()
+    engine.step()
+    reference, per_iteration = _interleaved(train_step, engine.step, repeats, device)
+    return per_iteration, reference
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="resnet18")
@@ -69,42 +128,12 @@ def main() -> None:
     keep_freed_memory()  # as the command line does
     device = resolve_device(args.device)
 
-    torch.manual_seed(0)
-    images = torch.rand(args.batch, 3, args.size, args.size)
-    labels = torch.arange(args.batch) % 10
-    input_spec = InputSpec((3, args.size, args.size))
-    spec = model_spec(args.model, 10, input_spec.shape)
-    model = build_model(spec, init_seed=0)
-    capture = CaptureConfig(mode=args.mode, share_bn_stats=args.mode == "train")  # type: ignore[arg-type]
-    update = capture_update(model, spec, input_spec, images, labels, capture)
-
-    net = model_from_update(update, device)
-    inputs, targets = input_spec.normalize(images).to(device), labels.to(device)
-
-    def train_step() -> None:
-        net.zero_grad(set_to_none=True)
-        F.cross_entropy(net(inputs), targets).backward()
-
-    train_step()
+    update, images, labels = make_client(args.model, args.size, args.batch, args.mode)
     rows = []
     for seeds in [int(s) for s in args.seeds.split(",")]:
-        config = preset(args.attack, seeds=seeds, iterations=10**6)
-        choice = resolve_labels(update, labels.tolist(), config)
-        victim, simulator, _ = _prepare(update, choice, config, device, args.batch)
-        bn_ref = bn_reference(update, victim.bn_names).to(device) if config.bn else None
-        engine = Engine(
-            simulator,
-            config,
-            (args.batch, 3, args.size, args.size),
-            input_spec,
-            10,
-            False,
-            bn_ref,
-            device,
+        per_iteration, reference = iteration_time(
+            update, images, labels, args.attack, seeds, args.repeats, device
         )
-        engine.step()
-        engine.step()
-        reference, per_iteration = _interleaved(train_step, engine.step, args.repeats, device)
         rows.append((seeds, per_iteration, reference))
 
     threads = torch.get_num_threads()

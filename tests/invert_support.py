@@ -17,6 +17,7 @@ from gradinvert.models.restore import model_from_update
 from gradinvert.models.spec import NORMALIZATIONS
 
 SAMPLES = "samples/images32"
+CPU = torch.device("cpu")
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -66,25 +67,27 @@ def make_update(
     return update, images, label_tensor
 
 
-def make_engine(update, labels, config, batch):  # noqa: ANN001, ANN201
-    """An :class:`Engine` for ``update`` as run_attack sets it up (pixels, CPU)."""
+def make_engine(update, labels, config, batch, device=CPU):  # noqa: ANN001, ANN201
+    """An :class:`Engine` for ``update`` on ``device``, set up as run_attack sets it (pixels)."""
     from gradinvert.invert.attack import _prepare, resolve_labels
     from gradinvert.invert.engine import Engine
     from gradinvert.invert.priors import bn_reference
 
-    cpu = torch.device("cpu")
     choice = resolve_labels(update, labels, config)
-    victim, simulator, _ = _prepare(update, choice, config, cpu, batch)
-    reference = bn_reference(update, victim.bn_names) if config.bn else None
+    victim, simulator, _ = _prepare(update, choice, config, device, batch)
+    reference = bn_reference(update, victim.bn_names).to(device) if config.bn else None
     shape = (batch, *update.input.shape)
     return Engine(
-        simulator, config, shape, update.input, update.model.num_classes, False, reference, cpu
+        simulator, config, shape, update.input, update.model.num_classes, False, reference, device
     )
 
 
 def reference_seed_loss(update, labels, config, x, target):  # noqa: ANN001, ANN202
-    """One seed's loss, written out with plain autograd on the real model (no vmap)."""
-    model = model_from_update(update)
+    """One seed's loss, written out with plain autograd on the real model (no vmap), on the
+    device of the candidates ``x``."""
+    device = x.device
+    model = model_from_update(update, device)
+    labels = labels.to(device)
     seen: list[tuple[str, torch.Tensor]] = []
     handles = [
         m.register_forward_pre_hook(lambda _m, args, name=name: seen.append((name, args[0])))
@@ -113,7 +116,7 @@ def reference_seed_loss(update, labels, config, x, target):  # noqa: ANN001, ANN
                 n: t - update.local.lr * g for (n, t), g in zip(theta.items(), step, strict=True)
             }
         shared = {n: theta[n] - params[n] for n in names}
-    distance = sum(torch.linalg.vector_norm(shared[n] - update.update[n]) for n in names)
+    distance = sum(torch.linalg.vector_norm(shared[n] - update.update[n].to(device)) for n in names)
     total = config.gradient_weight * distance
     total = total + config.tv * (
         (x[..., :, 1:] - x[..., :, :-1]).abs().mean()
@@ -124,12 +127,12 @@ def reference_seed_loss(update, labels, config, x, target):  # noqa: ANN001, ANN
     for index, (name, inputs) in enumerate(seen if config.bn else []):
         mean = inputs.mean(dim=(0, 2, 3))
         var = inputs.var(dim=(0, 2, 3), unbiased=False)
-        true_mean, true_var = update.bn_stats[name]
+        true_mean, true_var = (t.to(device) for t in update.bn_stats[name])
         term = (mean - true_mean).norm() + (var - true_var).norm()
         bn = bn + (config.bn_first if index == 0 else 1.0) * term
     total = total + config.bn * bn
-    std = torch.tensor(update.input.std).view(3, 1, 1)
-    mean = torch.tensor(update.input.mean).view(3, 1, 1)
+    std = torch.tensor(update.input.std, device=device).view(3, 1, 1)
+    mean = torch.tensor(update.input.mean, device=device).view(3, 1, 1)
     pixels = x * std + mean
     total = total + config.group * (pixels - target).flatten(1).norm(dim=1).sum()
     return total

@@ -30,45 +30,55 @@ def _setup(arch: str = "convnet", num_classes: int = 10):
     return spec, build_model(spec, init_seed=0), InputSpec((3, 32, 32))
 
 
+def _on_cpu(update) -> bool:  # noqa: ANN001
+    """Every tensor of an update file is a CPU tensor, whatever device captured it."""
+    tensors = [*update.update.values(), *update.params.values(), *update.buffers.values()]
+    tensors += [t for pair in update.bn_stats.values() for t in pair]
+    return all(t.device.type == "cpu" for t in tensors)
+
+
 @pytest.mark.parametrize("mode", ["eval", "train"])
-def test_gradient_matches_direct_torch(batch, mode):
+def test_gradient_matches_direct_torch(batch, mode, device):
     images, labels = batch
     spec, model, input_spec = _setup()
-    update = capture_update(model, spec, input_spec, images, labels, CaptureConfig(mode=mode))
+    config = CaptureConfig(mode=mode)
+    update = capture_update(model, spec, input_spec, images, labels, config, device)
 
-    reference = build_model(spec, init_seed=0).train(mode == "train")
-    mean = torch.tensor(input_spec.mean).view(1, 3, 1, 1)
-    std = torch.tensor(input_spec.std).view(1, 3, 1, 1)
-    loss = F.cross_entropy(reference((images - mean) / std), labels)
+    reference = build_model(spec, init_seed=0).train(mode == "train").to(device)
+    mean = torch.tensor(input_spec.mean, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(input_spec.std, device=device).view(1, 3, 1, 1)
+    loss = F.cross_entropy(reference((images.to(device) - mean) / std), labels.to(device))
     loss.backward()
     for name, param in reference.named_parameters():
-        torch.testing.assert_close(update.update[name], param.grad, rtol=1e-5, atol=1e-7)
+        torch.testing.assert_close(update.update[name], param.grad.cpu(), rtol=1e-5, atol=1e-7)
     assert update.kind == "gradient" and update.mode == mode and update.batch_size == 4
+    assert _on_cpu(update)
 
 
-def test_update_carries_state_received_before_training(batch):
+def test_update_carries_state_received_before_training(batch, device):
     images, labels = batch
     spec, model, input_spec = _setup()
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    update = capture_update(model, spec, input_spec, images, labels, CaptureConfig(mode="train"))
+    config = CaptureConfig(mode="train")
+    update = capture_update(model, spec, input_spec, images, labels, config, device)
     for name, value in before.items():
         stored = update.params.get(name, update.buffers.get(name))
         torch.testing.assert_close(stored, value)
         torch.testing.assert_close(model.state_dict()[name], value)  # caller's model untouched
 
 
-def test_fedavg_delta_matches_explicit_sgd_loop(batch):
+def test_fedavg_delta_matches_explicit_sgd_loop(batch, device):
     images, labels = batch
     spec, model, input_spec = _setup()
     local = LocalTraining(steps=3, lr=0.1, batch_size=3)
-    update = capture_update(
-        model, spec, input_spec, images, labels, CaptureConfig(mode="eval", local=local)
-    )
+    config = CaptureConfig(mode="eval", local=local)
+    update = capture_update(model, spec, input_spec, images, labels, config, device)
+    assert _on_cpu(update)
 
-    reference = build_model(spec, init_seed=0).eval()
+    reference = build_model(spec, init_seed=0).eval().to(device)
     start = {n: p.detach().clone() for n, p in reference.named_parameters()}
     optimizer = torch.optim.SGD(reference.parameters(), lr=0.1)
-    inputs = input_spec.normalize(images)
+    inputs, labels = input_spec.normalize(images.to(device)), labels.to(device)
     # Consecutive slices of 3 that wrap around a batch of 4: 0,1,2 | 3,0,1 | 2,3,0.
     for idx in ([0, 1, 2], [3, 0, 1], [2, 3, 0]):
         optimizer.zero_grad()
@@ -77,7 +87,7 @@ def test_fedavg_delta_matches_explicit_sgd_loop(batch):
     assert update.kind == "delta"
     for name, param in reference.named_parameters():
         torch.testing.assert_close(
-            update.update[name], param.detach() - start[name], atol=1e-6, rtol=1e-5
+            update.update[name], (param.detach() - start[name]).cpu(), atol=1e-6, rtol=1e-5
         )
 
 
@@ -131,18 +141,33 @@ def test_clipping_scales_to_the_bound_only_when_above():
     torch.testing.assert_close(unclipped["a"], tensors["a"])
 
 
-def test_shared_bn_stats_equal_direct_statistics(batch):
+def test_shared_bn_stats_equal_direct_statistics(batch, device):
     images, labels = batch
     spec, model, input_spec = _setup()
-    update = capture_update(
-        model, spec, input_spec, images, labels, CaptureConfig(mode="train", share_bn_stats=True)
-    )
-    first_conv = model.features[0]
-    out = first_conv(input_spec.normalize(images)).detach()
+    config = CaptureConfig(mode="train", share_bn_stats=True)
+    update = capture_update(model, spec, input_spec, images, labels, config, device)
+    assert _on_cpu(update)
+    first_conv = model.features[0].to(device)
+    out = first_conv(input_spec.normalize(images.to(device))).detach().cpu()
     mean, var = update.bn_stats["features.1"]
     torch.testing.assert_close(mean, out.mean(dim=(0, 2, 3)), rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(var, out.var(dim=(0, 2, 3), unbiased=False), rtol=1e-5, atol=1e-6)
     assert len(update.bn_stats) == 3 and update.threat["bn_stats_shared"] is True
+
+
+def test_capture_leaves_the_global_random_state_alone(batch, device):
+    """capture seeds its own draws (dropout, shuffling) and restores the caller's RNG state,
+    on the device it runs on as on the CPU."""
+    images, labels = batch
+    spec, model, input_spec = _setup()
+
+    def state() -> torch.Tensor:
+        return torch.cuda.get_rng_state(device) if device.type == "cuda" else torch.get_rng_state()
+
+    torch.manual_seed(1234)  # a state that capture's own seed (0) would not give back
+    before = state()
+    capture_update(model, spec, input_spec, images, labels, CaptureConfig(mode="train"), device)
+    assert torch.equal(state(), before)
 
 
 def test_update_file_round_trip(tmp_path, batch):

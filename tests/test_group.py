@@ -239,7 +239,7 @@ def test_bad_arguments_raise_value_error(photos: torch.Tensor) -> None:
         consensus(candidates, torch.zeros(2, 2, dtype=torch.long), "none")
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.cuda  # skipped where torch sees no CUDA (tests/conftest.py)
 def test_cuda_matches_cpu(photos: torch.Tensor) -> None:
     candidates, _, _ = make_group(photos, 4, 6, max_shift=6, flips=True, seed=8)
     for registration in REGISTRATIONS:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import itertools
 from pathlib import Path
 
@@ -53,7 +54,8 @@ def _hwc(image: torch.Tensor) -> np.ndarray:
 
 def _noisy(images: torch.Tensor, std: float, seed: int) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
-    return (images + std * torch.randn(images.shape, generator=g, dtype=images.dtype)).clamp(0, 1)
+    noise = torch.randn(images.shape, generator=g, dtype=images.dtype).to(images.device)
+    return (images + std * noise).clamp(0, 1)
 
 
 def _random_pairs(shape: tuple[int, ...], seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -78,9 +80,10 @@ def _sk_ssim(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 @pytest.mark.parametrize("shape", [(4, 3, 32, 32), (3, 1, 16, 24), (2, 3, 11, 40)])
-def test_psnr_and_ssim_equal_skimage_on_random_images(shape):
+def test_psnr_and_ssim_equal_skimage_on_random_images(shape, device):
     x, y = _random_pairs(shape, seed=sum(shape))
-    ours_psnr, ours_ssim = psnr(x, y), ssim(x, y)
+    ours_psnr, ours_ssim = psnr(x.to(device), y.to(device)), ssim(x.to(device), y.to(device))
+    assert ours_psnr.device.type == ours_ssim.device.type == device.type
     for i in range(shape[0]):
         ref_psnr = peak_signal_noise_ratio(x[i].numpy(), y[i].numpy(), data_range=1)
         assert ours_psnr[i].item() == pytest.approx(ref_psnr, abs=1e-4)
@@ -116,7 +119,8 @@ def test_metrics_reject_bad_input():
 # ---------------------------------------------------------------- matching
 
 
-def test_mse_matching_recovers_a_known_permutation(photos):
+def test_mse_matching_recovers_a_known_permutation(photos, device):
+    photos = photos.to(device)
     perm = torch.tensor([5, 2, 7, 0, 1, 6, 4, 3])
     recon = _noisy(photos, 0.1, 3)[perm]
     cost = pairwise_mse(recon, photos)
@@ -156,7 +160,8 @@ def test_translate_moves_content_and_replicates_edges(photos):
     assert torch.equal(moved[:, 2:, -3:], image[:, :-2, -1:].expand(-1, -1, 3))
 
 
-def test_registered_psnr_undoes_shift_and_flip(photos):
+def test_registered_psnr_undoes_shift_and_flip(photos, device):
+    photos = photos.to(device)
     shifted = torch.stack([translate(p, 2, -3) for p in photos[:4]])
     flipped = photos[4:].flip(-1)
     recon = torch.cat([shifted, flipped])
@@ -166,7 +171,8 @@ def test_registered_psnr_undoes_shift_and_flip(photos):
     assert (registered[:4] > plain[:4] + 5).all()
     assert all(a.shift == (-2, 3) and not a.flip for a in alignments[:4])
     assert all(a.flip for a in alignments[4:])
-    assert torch.allclose(registered[4:], torch.full((4,), PSNR_CAP_DB, dtype=torch.float64))
+    cap = torch.full((4,), PSNR_CAP_DB, dtype=torch.float64, device=device)
+    assert torch.allclose(registered[4:], cap)
 
 
 def test_registered_psnr_compares_each_image_only_with_its_own_original(photos):
@@ -183,7 +189,8 @@ def test_registered_psnr_compares_each_image_only_with_its_own_original(photos):
 # ---------------------------------------------------------------- IIP and features
 
 
-def test_iip_on_constructed_pools(photos):
+def test_iip_on_constructed_pools(photos, device):
+    photos = photos.to(device)
     truth = photos[:4]
     close = _noisy(truth, 0.02, 1)
     assert iip(close, truth, [0, 1, 2, 3]) == 1.0
@@ -206,13 +213,14 @@ class _MLP(nn.Module):
         return self.head(self.body(x))
 
 
-def test_penultimate_features_are_the_last_linear_input():
+def test_penultimate_features_are_the_last_linear_input(device):
     torch.manual_seed(0)
-    x = torch.rand(6, 3, 16, 16)
-    mlp = _MLP().train()
+    x = torch.rand(6, 3, 16, 16).to(device)
+    mlp = _MLP().train().to(device)
     assert torch.allclose(penultimate_features(mlp, x), mlp.body(x))
     assert mlp.training  # mode restored
-    convnet = build_model(model_spec("convnet", 10, (3, 16, 16)), init_seed=0).eval()
+    spec = model_spec("convnet", 10, (3, 16, 16))
+    convnet = build_model(spec, init_seed=0).eval().to(device)
     assert torch.allclose(penultimate_features(convnet, x), convnet.features(x))
     with pytest.raises(InvalidInputError):
         penultimate_features(nn.Sequential(nn.Linear(4, 3), nn.Softmax(dim=1)), torch.rand(2, 4))
@@ -269,6 +277,13 @@ def random_scorer() -> LpipsScorer:
     return LpipsScorer.from_backbone_state("alex", _random_alexnet_features(), "test-random")
 
 
+def _scorer_on(scorer: LpipsScorer, device: torch.device) -> LpipsScorer:
+    """``scorer`` itself on the CPU, a copy on another device."""
+    if device.type == "cpu":
+        return scorer
+    return LpipsScorer(scorer.net, copy.deepcopy(scorer.model).to(device), scorer.source)
+
+
 def test_lpips_backbone_is_loaded_from_the_given_state(random_scorer):
     state = _random_alexnet_features()
     loaded = {
@@ -281,17 +296,19 @@ def test_lpips_backbone_is_loaded_from_the_given_state(random_scorer):
     assert all(torch.equal(loaded[k], state[k]) for k in state)
 
 
-def test_lpips_distances_match_the_package_forward(random_scorer, photos):
-    x, y = photos[:3].float(), _noisy(photos[:3], 0.1, 5).float()
-    ours = random_scorer.distance(x, y)
-    reference = random_scorer.model(x, y, normalize=True).flatten().double()
+def test_lpips_distances_match_the_package_forward(random_scorer, photos, device):
+    scorer = _scorer_on(random_scorer, device)
+    x, y = photos[:3].float().to(device), _noisy(photos[:3], 0.1, 5).float().to(device)
+    ours = scorer.distance(x, y)
+    assert ours.device.type == "cpu"
+    reference = scorer.model(x, y, normalize=True).flatten().double().cpu()
     assert torch.allclose(ours, reference, atol=1e-5)
-    pairwise = random_scorer.pairwise(x, y)
+    pairwise = scorer.pairwise(x, y)
     assert torch.allclose(pairwise.diagonal(), ours, atol=1e-5)
-    other = random_scorer.model(x[0:1].expand(3, -1, -1, -1), y, normalize=True).flatten()
-    assert torch.allclose(pairwise[0], other.double(), atol=1e-5)
-    assert random_scorer.distance(x, x).abs().max() < 1e-6
-    small = random_scorer.distance(x[:, :, :16, :16], y[:, :, :16, :16])  # upsampled to 32 px
+    other = scorer.model(x[0:1].expand(3, -1, -1, -1), y, normalize=True).flatten()
+    assert torch.allclose(pairwise[0], other.double().cpu(), atol=1e-5)
+    assert scorer.distance(x, x).abs().max() < 1e-6
+    small = scorer.distance(x[:, :, :16, :16], y[:, :, :16, :16])  # upsampled to 32 px
     assert torch.isfinite(small).all()
 
 
@@ -321,7 +338,8 @@ def test_lpips_needs_real_backbone_weights(tmp_path, monkeypatch):
 # ---------------------------------------------------------------- evaluate_batches
 
 
-def test_evaluate_batches_scores_matched_pairs(photos, random_scorer):
+def test_evaluate_batches_scores_matched_pairs(photos, random_scorer, device):
+    scorer = _scorer_on(random_scorer, device)
     truth_images = photos[:6].float()
     labels = torch.tensor([0, 1, 2, 2, 5, 9])
     perm = torch.tensor([3, 0, 5, 1, 4, 2])
@@ -337,7 +355,8 @@ def test_evaluate_batches_scores_matched_pairs(photos, random_scorer):
         BatchFile(recon_images, recon_labels),
         BatchFile(truth_images, labels),
         update=update,
-        lpips_scorer=random_scorer,
+        device=device,
+        lpips_scorer=scorer,
     )
     assert result["matching"] == "mse"
     rows = result["images"]
@@ -347,7 +366,7 @@ def test_evaluate_batches_scores_matched_pairs(photos, random_scorer):
     assert [r["ssim"] for r in rows] == pytest.approx(
         ssim(recon_images, truth_images[perm]).tolist()
     )
-    lp = random_scorer.distance(recon_images, truth_images[perm])
+    lp = scorer.distance(recon_images, truth_images[perm])
     assert [r["lpips"] for r in rows] == pytest.approx(lp.tolist())
     assert [r["label_ok"] for r in rows] == [False] + [True] * 5
     summary = result["summary"]
@@ -363,6 +382,7 @@ def test_evaluate_batches_scores_matched_pairs(photos, random_scorer):
         BatchFile(truth_images, labels),
         match="none",
         lpips="off",
+        device=device,
     )
     assert plain["matching"] == "none" and plain["summary"]["lpips"] is None
     assert [r["truth_index"] for r in plain["images"]] == list(range(6))

@@ -37,21 +37,21 @@ def _trust_tiny() -> Iterator[None]:
         yield
 
 
-def _generator():  # noqa: ANN202
-    return load_generator(TINY, (3, 8, 8))
+def _generator(device: torch.device = CPU):  # noqa: ANN202
+    return load_generator(TINY, (3, 8, 8), device=device)
 
 
-def _engine(update, labels, config, space_name, latents=None):  # noqa: ANN001, ANN202
+def _engine(update, labels, config, space_name, latents=None, device=CPU):  # noqa: ANN001, ANN202
     batch = len(labels)
     choice = resolve_labels(update, labels, config)
-    victim, simulator, _ = _prepare(update, choice, config, CPU, batch)
-    reference = bn_reference(update, victim.bn_names) if config.bn else None
+    victim, simulator, _ = _prepare(update, choice, config, device, batch)
+    reference = bn_reference(update, victim.bn_names).to(device) if config.bn else None
     shape = (batch, *update.input.shape)
-    generator = _generator()
+    generator = _generator(device)
     if space_name == "z":
-        space = LatentSpace(shape, update.input, CPU, generator)
+        space = LatentSpace(shape, update.input, device, generator)
     else:
-        space = WeightSpace(shape, update.input, CPU, generator, latents)
+        space = WeightSpace(shape, update.input, device, generator, latents)
     engine = Engine(
         simulator,
         config,
@@ -60,7 +60,7 @@ def _engine(update, labels, config, space_name, latents=None):  # noqa: ANN001, 
         update.model.num_classes,
         False,
         reference,
-        CPU,
+        device,
         space=space,
     )
     return engine, generator
@@ -88,13 +88,14 @@ def _config(seeds: int):  # noqa: ANN202
 @pytest.mark.parametrize("local", [None, LocalTraining(2, 0.5, 2)])
 @pytest.mark.parametrize("seeds", [1, 3])
 def test_latent_space_gradients_match_plain_autograd(
-    seeds: int, local: LocalTraining | None
+    seeds: int, local: LocalTraining | None, device: torch.device
 ) -> None:
     """Vmapped per-seed latent gradients equal separate runs of G(z) with plain autograd."""
     update, _, labels = make_update(count=3, mode="train", share_bn_stats=True, local=local)
     config = _config(seeds)
-    engine, generator = _engine(update, labels.tolist(), config, "z")
+    engine, generator = _engine(update, labels.tolist(), config, "z", device=device)
     targets = torch.rand(seeds, 3, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    targets = targets.to(device)
     engine.targets = targets if seeds > 1 else None
     grads, _, total, _ = engine._gradients()
     for seed in range(seeds):
@@ -110,19 +111,23 @@ def test_latent_space_gradients_match_plain_autograd(
 
 
 @pytest.mark.parametrize("seeds", [1, 2])
-def test_weight_space_gradients_match_separate_generator_copies(seeds: int) -> None:
+def test_weight_space_gradients_match_separate_generator_copies(
+    seeds: int, device: torch.device
+) -> None:
     """Per seed and image, the stacked copies' gradients equal those of separate nn.Module
     copies of G run with plain autograd."""
     update, _, labels = make_update(count=2, mode="train", share_bn_stats=True)
     config = _config(seeds)
     latents = torch.randn(seeds, 2, 6, 1, 1, generator=torch.Generator().manual_seed(2))
-    engine, generator = _engine(update, labels.tolist(), config, "w", latents)
+    engine, generator = _engine(update, labels.tolist(), config, "w", latents, device)
+    latents = latents.to(device)
     # move every copy away from G so that the copies differ
     noise = torch.Generator().manual_seed(3)
     with torch.no_grad():
         for param in engine.params.values():
-            param.add_(0.1 * torch.randn(param.shape, generator=noise))
+            param.add_(0.1 * torch.randn(param.shape, generator=noise).to(device))
     targets = torch.rand(seeds, 2, 3, 8, 8, generator=torch.Generator().manual_seed(4))
+    targets = targets.to(device)
     engine.targets = targets if seeds > 1 else None
     grads, _, total, _ = engine._gradients()
     for seed in range(seeds):
@@ -152,11 +157,11 @@ def test_weight_space_gradients_match_separate_generator_copies(seeds: int) -> N
                 )
 
 
-def test_generator_copies_are_independent_per_image_and_seed() -> None:
+def test_generator_copies_are_independent_per_image_and_seed(device: torch.device) -> None:
     update, _, labels = make_update(count=2)
     config = preset("gias", search="w", seeds=2, iterations=3, generator=TINY)
     latents = weight_latents(_generator(), 2, 2, config.seed)
-    engine, generator = _engine(update, labels.tolist(), config, "w", latents)
+    engine, generator = _engine(update, labels.tolist(), config, "w", latents, device)
     base = dict(generator.module.named_parameters())
     for _ in range(3):
         engine.step()
@@ -177,13 +182,16 @@ def test_generator_copies_are_independent_per_image_and_seed() -> None:
     assert torch.equal(generator.module.main[0].weight, base["main.0.weight"])  # G untouched
 
 
-def test_weight_space_starts_every_copy_from_g_and_uses_fixed_latents() -> None:
+def test_weight_space_starts_every_copy_from_g_and_uses_fixed_latents(
+    device: torch.device,
+) -> None:
     update, _, labels = make_update(count=2)
     config = preset("gias", search="w", seeds=2, generator=TINY)
     generator = _generator()
     latents = weight_latents(generator, 2, 2, config.seed)
-    engine, generator = _engine(update, labels.tolist(), config, "w", latents)
-    expected = _to_model_space(update, generator.module(latents.flatten(0, 1))).view(2, 2, 3, 8, 8)
+    engine, generator = _engine(update, labels.tolist(), config, "w", latents, device)
+    generated = generator.module(latents.flatten(0, 1).to(device))
+    expected = _to_model_space(update, generated).view(2, 2, 3, 8, 8)
     torch.testing.assert_close(engine.candidates, expected, rtol=1e-5, atol=1e-6)
 
 
@@ -203,13 +211,15 @@ def test_grey_start_is_the_mean_colour_plus_seeded_pixel_noise() -> None:
 
 
 @pytest.mark.parametrize("search", ["z", "w", "zw"])
-def test_each_search_runs_deterministically_and_records_itself(search: str) -> None:
+def test_each_search_runs_deterministically_and_records_itself(
+    search: str, device: torch.device
+) -> None:
     update, _, labels = make_update(count=2, mode="train", share_bn_stats=True)
     config = preset(
         "gias", search=search, generator=TINY, seeds=2, iterations=4, latent_iterations=3, bn=0.1
     )
-    a = run_attack(update, labels.tolist(), config, progress=False)
-    b = run_attack(update, labels.tolist(), config, progress=False)
+    a = run_attack(update, labels.tolist(), config, device, progress=False)
+    b = run_attack(update, labels.tolist(), config, device, progress=False)
     assert torch.equal(a.images, b.images) and a.metadata == b.metadata
     meta = a.metadata
     assert meta["search"]["search"] == search
@@ -223,13 +233,14 @@ def test_each_search_runs_deterministically_and_records_itself(search: str) -> N
         assert first["chosen_seed"] == min(range(2), key=distances.__getitem__)
         assert meta["stages"][1] == {"stage": "w", "iterations": 4, "seeds": 1}
         assert len(meta["seed_distances"]) == 1
-    c = run_attack(update, labels.tolist(), config.model_copy(update=dict(seed=1)), progress=False)
+    other = config.model_copy(update=dict(seed=1))
+    c = run_attack(update, labels.tolist(), other, device, progress=False)
     assert not torch.equal(a.images, c.images)
 
 
 @pytest.mark.parametrize("stop_stage", ["z", "w"])
 def test_zw_resume_across_the_stage_boundary_equals_an_uninterrupted_run(
-    tmp_path: Path, stop_stage: str
+    tmp_path: Path, stop_stage: str, device: torch.device
 ) -> None:
     update, _, labels = make_update(count=2, mode="train", share_bn_stats=True)
     config = preset(
@@ -242,7 +253,7 @@ def test_zw_resume_across_the_stage_boundary_equals_an_uninterrupted_run(
         langevin=0.1,
         jitter=1,
     )
-    straight = run_attack(update, labels.tolist(), config, progress=False)
+    straight = run_attack(update, labels.tolist(), config, device, progress=False)
     checkpoint = tmp_path / "run.ckpt"
 
     def stop(engine: Engine, progress: object) -> None:
@@ -254,6 +265,7 @@ def test_zw_resume_across_the_stage_boundary_equals_an_uninterrupted_run(
             update,
             labels.tolist(),
             config,
+            device,
             progress=False,
             checkpoint=checkpoint,
             checkpoint_every=100,
@@ -261,18 +273,18 @@ def test_zw_resume_across_the_stage_boundary_equals_an_uninterrupted_run(
         )
     assert torch.load(checkpoint, weights_only=True)["stage"] == stop_stage
     resumed = run_attack(
-        update, labels.tolist(), config, progress=False, checkpoint=checkpoint, resume=True
+        update, labels.tolist(), config, device, progress=False, checkpoint=checkpoint, resume=True
     )
     assert torch.equal(resumed.images, straight.images)
     assert resumed.metadata == straight.metadata
 
 
-def test_learned_labels_carry_over_into_the_weight_stage() -> None:
+def test_learned_labels_carry_over_into_the_weight_stage(device: torch.device) -> None:
     update, _, labels = make_update(count=1, labels=[2])
     config = preset(
         "gias", generator=TINY, seeds=2, latent_iterations=3, iterations=3, learn_labels=True
     )
-    result = run_attack(update, None, config, progress=False)
+    result = run_attack(update, None, config, device, progress=False)
     assert result.metadata["labels"]["source"] == "learned"
     assert result.labels.shape == (1,)
 
@@ -393,3 +405,16 @@ def test_generator_lr_is_relative_to_each_weight_tensor(scale: str) -> None:
         # Adam's first step is lr·g/(|g| + eps): the full lr wherever |g| >> eps
         assert float(moved.max()) == pytest.approx(expected, rel=1e-3)
         assert float(moved.max()) <= expected * (1 + 1e-3)
+
+
+def test_a_given_generator_runs_on_the_attack_device(device: torch.device) -> None:
+    """``run_attack(generator=...)`` with a generator held on the CPU runs a copy of it on the
+    attack's device (the caller's stays where it is), exactly as loading it there by name."""
+    update, _, labels = make_update(count=2)
+    config = preset("gias", generator=TINY, seeds=2, latent_iterations=2, iterations=2)
+    given = _generator()
+    passed = run_attack(update, labels.tolist(), config, device, progress=False, generator=given)
+    loaded = run_attack(update, labels.tolist(), config, device, progress=False)
+    assert torch.equal(passed.images, loaded.images)
+    assert passed.metadata == loaded.metadata
+    assert {p.device.type for p in given.module.parameters()} == {"cpu"}

@@ -14,6 +14,7 @@ from gradinvert.client.bnstats import record_bn_inputs
 from gradinvert.client.defenses import DefenseConfig, apply_defenses
 from gradinvert.io.files import LocalTraining, UpdateFile
 from gradinvert.models.spec import InputSpec, ModelSpec
+from gradinvert.runtime.device import rng_devices
 from gradinvert.runtime.errors import UsageError
 
 
@@ -115,7 +116,7 @@ def capture_update(
     inputs = input_spec.normalize(images01.to(device))
     labels = labels.to(device)
 
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=rng_devices(device)):  # seeds every device's RNG
         if config.seed is not None:
             torch.manual_seed(config.seed)
         bn_stats = {}

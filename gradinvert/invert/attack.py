@@ -8,8 +8,9 @@ in that best seed's frame and slot order.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +25,7 @@ from gradinvert.invert.simulate import Simulator, Victim, build_victim
 from gradinvert.invert.stages import build_space, plan_stages, weight_latents
 from gradinvert.io.files import BatchFile, UpdateFile, check_labels
 from gradinvert.runtime.checkpoint import check_resume, fingerprint, read_checkpoint
+from gradinvert.runtime.device import rng_devices
 from gradinvert.runtime.errors import InvalidInputError, UnavailableError, UsageError
 from gradinvert.runtime.runstate import stderr_progress
 
@@ -219,10 +221,7 @@ def run_attack(
                 "or settings); start afresh without --resume or use another --checkpoint path"
             )
         first = names.index(saved["stage"])
-    cuda_devices = []
-    if device.type == "cuda":
-        cuda_devices = [device.index if device.index is not None else torch.cuda.current_device()]
-    with torch.random.fork_rng(devices=cuda_devices):
+    with torch.random.fork_rng(devices=rng_devices(device)):
         torch.manual_seed(config.seed)
         latents = logits = None
         if config.search == "w":
@@ -301,7 +300,7 @@ def _generator(
     if config.search == "x":
         return None
     if given is not None:
-        return given
+        return _on_device(given, device)
     if not config.generator:
         raise UsageError(
             f"--search {config.search} needs --generator (dcgan, a generator file written by "
@@ -316,6 +315,16 @@ def _generator(
         seed=config.seed,
         device=device,
     )
+
+
+def _on_device(generator: Generator, device: torch.device) -> Generator:
+    """``generator`` with its module on ``device``: the caller's own where it already is there,
+    else a moved copy (the caller's generator stays where it is)."""
+    target = torch.empty(0, device=device).device  # "cuda" → "cuda:0": comparable
+    tensors = [*generator.module.parameters(), *generator.module.buffers()]
+    if all(t.device == target for t in tensors):
+        return generator
+    return replace(generator, module=copy.deepcopy(generator.module).to(target))
 
 
 def _generator_state(generator: Generator | None) -> dict[str, torch.Tensor]:

@@ -83,12 +83,14 @@ def align(recon: torch.Tensor, original: torch.Tensor) -> tuple[torch.Tensor, Al
 def registered_psnr(
     recon: torch.Tensor, truth: torch.Tensor, mse_floor: float = MSE_FLOOR
 ) -> tuple[torch.Tensor, list[Alignment]]:
-    """PSNR of recon[i] against truth[i] after alignment, and the alignment used, per image."""
+    """PSNR of recon[i] against truth[i] after alignment, and the alignment used, per image
+    (float64 values on the images' device, as :func:`~gradinvert.metrics.psnr.psnr`)."""
     recon, truth = check_pair(recon, truth)
     errors, alignments = [], []
     for r, t in zip(recon, truth, strict=True):
         _, alignment, error = align(r, t)
         errors.append(error)
         alignments.append(alignment)
-    values = psnr_from_mse(torch.tensor(errors, dtype=torch.float64), mse_floor=mse_floor)
+    errors_tensor = torch.tensor(errors, dtype=torch.float64, device=recon.device)
+    values = psnr_from_mse(errors_tensor, mse_floor=mse_floor)
     return values, alignments

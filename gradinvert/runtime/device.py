@@ -23,3 +23,12 @@ def resolve_device(name: str = "auto") -> torch.device:
             )
         return device
     raise UsageError(f"--device {name!r}: use auto, cpu, cuda or cuda:N")
+
+
+def rng_devices(device: torch.device | str) -> list[int]:
+    """The CUDA devices whose random state ``torch.random.fork_rng`` must save and restore
+    around seeded work on ``device`` (none for the CPU)."""
+    device = torch.device(device)
+    if device.type != "cuda":
+        return []
+    return [device.index if device.index is not None else torch.cuda.current_device()]
