@@ -47,9 +47,9 @@ from common import RESULTS, SAMPLES, write_result
 
 from gradinvert.client.capture import CaptureConfig, capture_update, local_sgd_delta
 from gradinvert.client.defenses import DefenseConfig
-from gradinvert.config import preset
+from gradinvert.config import TrainInverterSettings, preset
 from gradinvert.invert import run_attack
-from gradinvert.inverter import TrainInverterSettings, estimate, train_inverter
+from gradinvert.inverter import estimate, train_inverter
 from gradinvert.inverter.store import InverterFile, load_inverter, save_inverter
 from gradinvert.io.files import UpdateFile
 from gradinvert.io.images import expand_image_paths, load_images

@@ -16,13 +16,12 @@ from typer.testing import CliRunner
 from gradinvert.cli.main import app
 from gradinvert.client.capture import CaptureConfig, capture_update
 from gradinvert.client.defenses import DefenseConfig
-from gradinvert.config import preset
+from gradinvert.config import TrainInverterSettings, preset
 from gradinvert.invert import run_attack
 from gradinvert.invert.engine import InterruptedRun
 from gradinvert.invert.spaces import PixelSpace
 from gradinvert.inverter import (
     PairMaker,
-    TrainInverterSettings,
     build_inverter,
     load_inverter,
     save_inverter,
