@@ -1,6 +1,6 @@
 """Learned inversion (GIT, ours after Chen & Liu 2025) vs LTI's MLP, iterative attacks, drift.
 
-    .venv/bin/python benchmarks/git_inverter.py --part lenet|resnet|drift [--epochs 20]
+    .venv/bin/python benchmarks/git_inverter.py --part lenet|resnet|drift|corpus [--epochs 20]
         [--threads 1]
 
 Every inverter is trained with `train_inverter` (what `gradinvert train-inverter` runs) on
@@ -10,7 +10,9 @@ images it is then never scored on:
   attacker without labels would); scored on crops 2700 … 2999 of the same four photographs
   (the training domain) and on the seven validation photographs of samples/images32 (held-out
   subjects, samples/splits.json: distribution shift);
-* digits: trained on samples/digits32 0 … 1399 with their labels; scored on 1400 … 1499.
+* digits: trained on samples/digits32 0 … 1399 with their labels; scored on 1400 … 1499;
+* corpus: trained on samples/corpus32 crops 0 … 2699 (nine training photographs, random
+  labels); scored on crops 2700 … 2999 and, like patches, on the validation photographs.
 
 Parts:
 
@@ -29,6 +31,12 @@ Parts:
   updates of the same model after 1, 10 and 100 local SGD steps (lr 0.1, batch 8) on digits:
   relative parameter distance and MSE, with the transpose paths reading the drifted weights
   (what `invert --attack git` does) and with the template's.
+* ``corpus``: the LeNet batch-1 `git` inverter (all pairs of its training crops) trained on
+  patches (four photographs), on corpus (nine) and on both (5400 crops), with the same
+  settings; each scored on the test crops of both corpora (held-out crops of training
+  photographs), on the seven validation photographs of samples/images32 and on the 300 crops of
+  samples/validation32 (random crops of the held-out photographs chelsea and retina only).
+  Which row to use is read off the test crops, never off the validation images.
 
 Scores: PSNR/SSIM per image after Hungarian matching on MSE (the tool's metric code), mean
 over the test images. Writes benchmarks/results/git_<part>.md and grids under
@@ -68,11 +76,15 @@ DEFENSES = {
 }
 
 
+def folder_images(folder: str) -> torch.Tensor:
+    """Every image of samples/<folder>, in the sorted order of their names."""
+    return load_images(expand_image_paths([SAMPLES / folder]))[0]
+
+
 def corpus(name: str) -> dict[str, tuple[torch.Tensor, torch.Tensor | None]]:
     """Training and test images (with labels where the corpus has them)."""
-    if name == "patches":
-        paths = expand_image_paths([SAMPLES / "patches32"])
-        images, _ = load_images(paths)
+    if name in ("patches", "corpus"):
+        images = folder_images("patches32" if name == "patches" else "corpus32")
         splits = json.loads((SAMPLES / "splits.json").read_text())["images32"]["validation"]
         photos, _ = load_images([SAMPLES / "images32" / n for n in splits])
         return {
@@ -116,6 +128,26 @@ def score(recon: torch.Tensor, truth: torch.Tensor) -> tuple[float, float, float
 
 def direct(inverter: InverterFile, updates: list[UpdateFile]) -> torch.Tensor:
     return torch.cat([estimate(inverter, u)[0] for u in updates])
+
+
+def direct_scores(
+    client_model: tuple,
+    inverter: InverterFile,
+    images: torch.Tensor,
+    labels: torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor, tuple[float, float, float]]:
+    """One batch-1 update per image (labels drawn with seed 11 when none), the inverter's
+    one-pass estimates, and their mean MSE, PSNR and SSIM; returns (images, estimates, scores)."""
+    model, spec, spec_in = client_model
+    labels = labels_for(images, labels, seed=11)
+    if SMOKE:
+        images, labels = images[:2], labels[:2]
+    updates = [
+        update_of(model, spec, spec_in, images[i : i + 1], labels[i : i + 1], seed=i)
+        for i in range(images.shape[0])
+    ]
+    recon = direct(inverter, updates)
+    return images, recon, score(recon, images)
 
 
 def as_file(result, template: UpdateFile) -> InverterFile:  # noqa: ANN001
@@ -173,15 +205,9 @@ def part_lenet(args: argparse.Namespace) -> str:
             trained[key] = as_file(result, template)
             for split in [s for s in data if s != "train"]:
                 images, labels = data[split]
-                labels = labels_for(images, labels, seed=11)
-                if SMOKE:
-                    images, labels = images[:2], labels[:2]
-                updates = [
-                    update_of(model, spec, spec_in, images[i : i + 1], labels[i : i + 1], seed=i)
-                    for i in range(images.shape[0])
-                ]
-                recon = direct(trained[key], updates)
-                mse, p, s = score(recon, images)
+                images, recon, (mse, p, s) = direct_scores(
+                    (model, spec, spec_in), trained[key], images, labels
+                )
                 table.append(
                     row(
                         [
@@ -421,9 +447,83 @@ def part_drift(args: argparse.Namespace) -> str:
     return "\n".join(lines)
 
 
+# ---------------------------------------------------------------- corpus
+
+
+def part_corpus(args: argparse.Namespace) -> str:
+    """The LeNet inverter trained on the four-photo patches, the nine-photo corpus and both."""
+    client_model = client("lenet")
+    model, spec, spec_in = client_model
+    patches, wide = corpus("patches"), corpus("corpus")
+    tests = {
+        "patches32 test (300)": patches["test"][0],
+        "corpus32 test (300)": wide["test"][0],
+        "validation photos (7)": wide["photos"][0],
+        "validation32 (300)": folder_images("validation32"),
+    }
+    trainings = {
+        "patches32 (4 photos)": patches["train"][0],
+        "corpus32 (9 photos)": wide["train"][0],
+        "both (9 photos)": torch.cat([patches["train"][0], wide["train"][0]]),
+    }
+    lines = [
+        "# LeNet `git` inverter, batch 1: trained on four photographs or on nine",
+        "",
+        f"Written by `benchmarks/git_inverter.py --part corpus --epochs {args.epochs} --threads "
+        f"{args.threads}` (see its docstring). Every inverter: `train_inverter` (what "
+        f"`train-inverter` runs) with `--arch git`, all pairs of its training crops (90 % "
+        f"train, 10 % its own validation), {args.epochs} epochs at most, patience 5, random "
+        "labels, the template = DLG's sigmoid LeNet seeded 0 at ImageNet normalization. Scores: "
+        "one forward pass; MSE on [0, 1] pixels, PSNR and SSIM per image, mean. The test crops "
+        "are held-out crops of the training photographs (tuning); validation photos and "
+        "validation32 are crops of chelsea and retina only (never trained or tuned on).",
+        "",
+        "| trained on | pairs | epochs (best) | train time (s) | test set | MSE | PSNR (dB) "
+        "| SSIM |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for index, (name, train_images) in enumerate(trainings.items()):
+        template = update_of(model, spec, spec_in, train_images[:1], torch.tensor([0]))
+        count = 40 if SMOKE else int(train_images.shape[0] * 0.9)
+        config = TrainInverterSettings(arch="git", pairs=count, epochs=args.epochs, patience=5)
+        started = time.perf_counter()
+        result = train_inverter(template, train_images, None, config, progress=False)
+        seconds = time.perf_counter() - started
+        inverter = as_file(result, template)
+        summary = result.summary
+        for split, images in tests.items():
+            images, recon, (mse, p, s) = direct_scores(client_model, inverter, images, None)
+            lines.append(
+                row(
+                    [
+                        name,
+                        count,
+                        f"{summary['epochs_run']} ({summary['best_epoch']})",
+                        f"{seconds:.0f}",
+                        split,
+                        f"{mse:.4f}",
+                        f"{p:.2f}",
+                        f"{s:.3f}",
+                    ]
+                )  # fmt: skip
+            )
+            print(lines[-1], flush=True)
+            if split.startswith("validation") and not SMOKE:  # keep the real grids
+                tag = "photos" if "photos" in split else "validation32"
+                grid = GRIDS / f"corpus-{index}-{tag}.png"
+                save_grid(images[:16], recon[:16], [""] * len(recon[:16]), grid)
+    lines += [
+        "",
+        "Grids: results/git/corpus-N-photos.png and corpus-N-validation32.png (N: the training "
+        "set, 0 = patches32, 1 = corpus32, 2 = both; originals over estimates).",
+        f"Machine: {machine(args.threads)}.",
+    ]
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--part", choices=("lenet", "resnet", "drift"), required=True)
+    parser.add_argument("--part", choices=("lenet", "resnet", "drift", "corpus"), required=True)
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument(
         "--mlp-epochs", type=int, default=10, help="lenet: epochs of the (5× costlier) MLP"
@@ -443,7 +543,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     keep_freed_memory()
     GRIDS.mkdir(parents=True, exist_ok=True)
-    text = {"lenet": part_lenet, "resnet": part_resnet, "drift": part_drift}[args.part](args)
+    parts = {"lenet": part_lenet, "resnet": part_resnet, "drift": part_drift}
+    text = {**parts, "corpus": part_corpus}[args.part](args)
     if SMOKE:
         print(text)
         return

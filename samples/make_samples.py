@@ -10,6 +10,12 @@ downscales each crop with a Lanczos filter (never upscales) and writes:
   ``labels.json`` (file name -> digit); indices 1500 and up are reserved and never written;
 * ``samples/patches32/``: seeded random 32x32 crops of the training photos (``PATCH_SOURCES``),
   with a ``labels.json`` (file name -> index of the source photo in ``PATCH_SOURCES``);
+* ``samples/corpus32/`` and ``samples/corpus64/``: the wider photo corpus, seeded random 32x32
+  and 64x64 crops of every training photo (``CORPUS_SOURCES``, grey ones replicated to RGB),
+  each with a ``sources.json`` (file name -> source photo); ``corpus64/`` is not committed
+  (about 18 MB) and is rebuilt here, byte for byte;
+* ``samples/validation32/``: seeded random 32x32 crops of the held-out photos only, for scoring
+  (never for training or tuning), with a ``sources.json``;
 * ``samples/splits.json``: which sample images tune and which validate (``HELD_OUT_SOURCES``),
   and the digit index ranges for prior training and validation (DESIGN.md section 8);
 * ``samples/PROVENANCE.md``: source, recipe and license of every image.
@@ -25,7 +31,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,7 +45,8 @@ SAMPLES_DIR = Path(__file__).resolve().parent
 SIZES: tuple[int, ...] = (32, 64, 224)
 
 # Photos the patch prior trains on; the held-out photos only ever validate (their crops in
-# images32/64/224 form the "validation" split of splits.json, every other crop the "tuning" one).
+# images32/64/224 and validation32 form the "validation" split of splits.json, every other crop
+# the "tuning" one).
 PATCH_SOURCES: tuple[str, ...] = ("astronaut", "coffee", "rocket", "hubble_deep_field")
 HELD_OUT_SOURCES: tuple[str, ...] = ("chelsea", "retina")
 PATCH_FOLDER = "patches32"
@@ -48,6 +55,51 @@ PATCH_COUNT = 3000
 PATCH_SEED = 20_240_832
 # Side lengths (source pixels) of the square boxes, about 1.25x apart: every patch is a downscale.
 PATCH_SIDES: tuple[int, ...] = (32, 40, 48, 64, 80, 96, 128, 160, 192, 256)
+
+# The wider corpus: every photo that is neither held out nor excluded (see PROVENANCE.md), the
+# colour photos drawn twice as often as the grey ones (the validation photos are in colour).
+# Boxes reach 512 px (clipped to the photo) so that whole-scene views are in it too.
+CORPUS_SOURCES: tuple[str, ...] = (
+    *PATCH_SOURCES,
+    "camera",
+    "brick",
+    "grass",
+    "gravel",
+    "clock",
+)
+COLOUR_WEIGHT, GREY_WEIGHT = 2, 1
+CORPUS_SIDES: tuple[int, ...] = (*PATCH_SIDES, 320, 400, 512)
+
+
+@dataclass(frozen=True)
+class CropSet:
+    """A folder of seeded random square crops, all downscaled to ``size`` (see ``plan_patches``)."""
+
+    folder: str
+    sources: tuple[str, ...]
+    size: int
+    count: int
+    seed: int
+    sides: tuple[int, ...]
+    role: str  # "training" (train-prior, train-inverter) or "validation" (scoring only)
+    committed: bool = True
+
+
+CORPUS32 = CropSet("corpus32", CORPUS_SOURCES, 32, 3000, 20_250_032, CORPUS_SIDES, "training")
+CORPUS64 = CropSet(
+    "corpus64",
+    CORPUS_SOURCES,
+    64,
+    3000,
+    20_250_064,
+    tuple(side for side in CORPUS_SIDES if side >= 64),
+    "training",
+    committed=False,
+)
+VALIDATION32 = CropSet(
+    "validation32", HELD_OUT_SOURCES, 32, 300, 20_250_132, CORPUS_SIDES, "validation"
+)
+CROP_SETS: tuple[CropSet, ...] = (CORPUS32, CORPUS64, VALIDATION32)
 
 # load_digits() indices: only [0, DIGITS_SHIPPED) are ever written; the rest is reserved for
 # independent evaluation (DESIGN.md section 8). Ranges are half-open.
@@ -87,6 +139,7 @@ class Source:
     description: str
     origin: str
     license: str
+    grey: bool = False  # a grey-level photo, replicated to three channels
 
 
 SOURCES: dict[str, Source] = {
@@ -126,6 +179,41 @@ SOURCES: dict[str, Source] = {
         "Wikimedia Commons, "
         "https://commons.wikimedia.org/wiki/File:Fundus_photograph_of_normal_left_eye.jpg",
         "CC0 1.0 Universal Public Domain Dedication",
+    ),
+    "camera": Source(
+        "camera",
+        'Grey-level "camera" image (a man with a camera on a tripod)',
+        "Photographer: Lav Varshney",
+        'CC0 ("No copyright restrictions. CC0 by the photographer")',
+        grey=True,
+    ),
+    "brick": Source(
+        "brick",
+        "Brick wall (a small section)",
+        "CC0Textures, https://cc0textures.com/view.php?tex=Bricks25",
+        'CC0 ("licensed under the Creative Commons CC0 License")',
+        grey=True,
+    ),
+    "grass": Source(
+        "grass",
+        "Grass",
+        "DeviantArt, https://www.deviantart.com/linolafett/art/Grass-01-434853879",
+        'CC0 ("licensed under the Creative Commons CC0 License")',
+        grey=True,
+    ),
+    "gravel": Source(
+        "gravel",
+        "Gravel",
+        "CC0Textures, https://cc0textures.com/view.php?tex=Gravel04",
+        'CC0 ("licensed under the Creative Commons CC0 License")',
+        grey=True,
+    ),
+    "clock": Source(
+        "clock",
+        "Motion-blurred wall clock",
+        "Photographer: Stefan van der Walt",
+        'Public domain ("Released into the public domain by the photographer")',
+        grey=True,
     ),
 }
 
@@ -185,11 +273,16 @@ CROPS: tuple[Crop, ...] = (
 
 
 def load_source(name: str) -> np.ndarray:
-    """Load a bundled ``skimage.data`` photo as an ``(H, W, 3)`` uint8 array."""
-    loader: Callable[[], np.ndarray] = getattr(skimage.data, SOURCES[name].function)
+    """Load a bundled ``skimage.data`` photo as an ``(H, W, 3)`` uint8 array (a grey photo's
+    level in all three channels)."""
+    source = SOURCES[name]
+    loader: Callable[[], np.ndarray] = getattr(skimage.data, source.function)
     image = np.asarray(loader())
+    if source.grey and image.dtype == np.uint8 and image.ndim == 2:
+        return np.repeat(image[:, :, None], 3, axis=2)
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f"{name}: expected an RGB uint8 photo, got {image.dtype} {image.shape}")
+        kind = "grey" if source.grey else "RGB"
+        raise ValueError(f"{name}: expected a {kind} uint8 photo, got {image.dtype} {image.shape}")
     return image
 
 
@@ -238,14 +331,23 @@ def write_json(path: Path, payload: object) -> None:
 
 
 def check_sources() -> None:
-    """Crop names are unique, and every photo either trains the patch prior or is held out."""
+    """Crop names are unique, every photo either trains or is held out, and only validation
+    crop sets cut the held-out photos."""
     names = [crop.name for crop in CROPS]
     if len(set(names)) != len(names):
         raise ValueError("crop names must be unique")
-    if set(PATCH_SOURCES) & set(HELD_OUT_SOURCES):
-        raise ValueError("a photo cannot both train the patch prior and be held out")
-    if set(PATCH_SOURCES) | set(HELD_OUT_SOURCES) != set(SOURCES):
-        raise ValueError("every source photo must be in PATCH_SOURCES or HELD_OUT_SOURCES")
+    if set(CORPUS_SOURCES) & set(HELD_OUT_SOURCES):
+        raise ValueError("a photo cannot both train and be held out")
+    if not set(PATCH_SOURCES) <= set(CORPUS_SOURCES):
+        raise ValueError("the patch photos must be corpus photos")
+    if set(CORPUS_SOURCES) | set(HELD_OUT_SOURCES) != set(SOURCES):
+        raise ValueError("every source photo must be in CORPUS_SOURCES or HELD_OUT_SOURCES")
+    for crop_set in CROP_SETS:
+        held_out = set(crop_set.sources) & set(HELD_OUT_SOURCES)
+        if crop_set.role == "training" and held_out:
+            raise ValueError(f"{crop_set.folder}: a training folder cuts held-out photos")
+        if crop_set.role == "validation" and set(crop_set.sources) != held_out:
+            raise ValueError(f"{crop_set.folder}: a validation folder cuts training photos")
 
 
 def build(out_dir: Path = SAMPLES_DIR) -> dict[str, dict[str, int]]:
@@ -269,8 +371,14 @@ def build(out_dir: Path = SAMPLES_DIR) -> dict[str, dict[str, int]]:
     patches = plan_patches({name: photos[name].shape[:2] for name in PATCH_SOURCES})
     patch_labels = build_patches(out_dir / PATCH_FOLDER, patches, photos)
     text = provenance(rows, photos) + digits_provenance(digit_labels) + patches_provenance(patches)
+    sets: dict[str, dict[str, int]] = {}
+    for crop_set in CROP_SETS:
+        plan = plan_crop_set(crop_set, photos)
+        sources = build_crop_set(out_dir / crop_set.folder, crop_set, plan, photos)
+        sets[crop_set.folder] = {name: crop_set.sources.index(src) for name, src in sources.items()}
+        text += crop_set_provenance(crop_set, plan)
     (out_dir / "PROVENANCE.md").write_text(text, encoding="utf-8")
-    return {**labels, DIGITS_FOLDER: digit_labels, PATCH_FOLDER: patch_labels}
+    return {**labels, DIGITS_FOLDER: digit_labels, PATCH_FOLDER: patch_labels, **sets}
 
 
 def splits() -> dict[str, object]:
@@ -284,6 +392,13 @@ def splits() -> dict[str, object]:
         }
     payload["patch_sources"] = list(PATCH_SOURCES)
     payload["held_out_sources"] = list(HELD_OUT_SOURCES)
+    for crop_set in CROP_SETS:
+        payload[crop_set.folder] = {
+            "role": crop_set.role,
+            "sources": list(crop_set.sources),
+            "count": crop_set.count,
+            "committed": crop_set.committed,
+        }
     payload["digits"] = {
         "prior_training": index_range(DIGITS_PRIOR_TRAINING),
         "validation": index_range(DIGITS_VALIDATION),
@@ -336,22 +451,41 @@ class Patch:
     flipped: bool
 
 
-def plan_patches(
-    shapes: dict[str, tuple[int, int]], count: int = PATCH_COUNT, seed: int = PATCH_SEED
-) -> list[Patch]:
-    """Draw ``count`` boxes over ``PATCH_SOURCES`` (``shapes``: name -> (H, W)), the same every run.
+def quotas(count: int, weights: Sequence[int]) -> list[int]:
+    """``count`` split in proportion to ``weights``: floors, then one more to the largest
+    remainders (ties to the earlier source). Equal weights: the first ``count % n`` get one more."""
+    total = sum(weights)
+    shares = [count * w // total for w in weights]
+    remainders = [count * w % total for w in weights]
+    for index in sorted(range(len(weights)), key=lambda i: (-remainders[i], i)):
+        if sum(shares) == count:
+            break
+        shares[index] += 1
+    return shares
 
-    Every source gets the same number of patches (up to one), in a shuffled order; the side is
-    drawn from ``PATCH_SIDES`` (clipped to the photo), the position uniformly, the flip by a coin.
+
+def plan_patches(
+    shapes: dict[str, tuple[int, int]],
+    count: int = PATCH_COUNT,
+    seed: int = PATCH_SEED,
+    sources: Sequence[str] = PATCH_SOURCES,
+    sides: Sequence[int] = PATCH_SIDES,
+    weights: Sequence[int] | None = None,
+) -> list[Patch]:
+    """Draw ``count`` boxes over ``sources`` (``shapes``: name -> (H, W)), the same every run.
+
+    Each source gets its share of the patches (``weights``, equal by default; see ``quotas``),
+    in a shuffled order; the side is drawn from ``sides`` (clipped to the photo), the position
+    uniformly, the flip by a coin.
     """
     rng = np.random.default_rng(seed)
-    per_source = -(-count // len(PATCH_SOURCES))
-    order = rng.permutation(np.repeat(np.arange(len(PATCH_SOURCES)), per_source)[:count])
+    shares = quotas(count, weights if weights is not None else [1] * len(sources))
+    order = rng.permutation(np.repeat(np.arange(len(sources)), shares))
     patches = []
     for source_index in order:
-        source = PATCH_SOURCES[int(source_index)]
+        source = sources[int(source_index)]
         height, width = shapes[source]
-        side = min(PATCH_SIDES[int(rng.integers(len(PATCH_SIDES)))], height, width)
+        side = min(sides[int(rng.integers(len(sides)))], height, width)
         left = int(rng.integers(width - side + 1))
         top = int(rng.integers(height - side + 1))
         flipped = bool(rng.integers(2))
@@ -359,9 +493,11 @@ def plan_patches(
     return patches
 
 
-def render_patch(image: np.ndarray, patch: Patch, index: int) -> Image.Image:
-    """Downscale ``patch.box`` of ``image`` to ``PATCH_SIZE`` pixels and mirror it if flipped."""
-    picture = downscale(image, patch.box, PATCH_SIZE, f"patch {index}")
+def render_patch(
+    image: np.ndarray, patch: Patch, index: int, size: int = PATCH_SIZE
+) -> Image.Image:
+    """Downscale ``patch.box`` of ``image`` to ``size`` pixels and mirror it if flipped."""
+    picture = downscale(image, patch.box, size, f"patch {index}")
     return picture.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if patch.flipped else picture
 
 
@@ -383,6 +519,43 @@ def build_patches(
         labels[name] = PATCH_SOURCES.index(patch.source)
     write_json(folder / "labels.json", labels)
     return labels
+
+
+def source_weights(sources: Sequence[str]) -> list[int]:
+    """Draw weights of a crop set's photos: ``COLOUR_WEIGHT`` for colour, ``GREY_WEIGHT`` grey."""
+    return [GREY_WEIGHT if SOURCES[name].grey else COLOUR_WEIGHT for name in sources]
+
+
+def plan_crop_set(crop_set: CropSet, photos: dict[str, np.ndarray]) -> list[Patch]:
+    """The boxes of ``crop_set`` (``plan_patches`` over its photos with ``source_weights``)."""
+    shapes = {name: photos[name].shape[:2] for name in crop_set.sources}
+    return plan_patches(
+        shapes,
+        crop_set.count,
+        crop_set.seed,
+        crop_set.sources,
+        crop_set.sides,
+        source_weights(crop_set.sources),
+    )
+
+
+def build_crop_set(
+    folder: Path, crop_set: CropSet, plan: list[Patch], photos: dict[str, np.ndarray]
+) -> dict[str, str]:
+    """Write the planned crops (``00000.png`` ...) and ``sources.json`` (file -> source photo).
+
+    The map is not called ``labels.json`` on purpose: ``train-inverter`` would take a folder's
+    ``labels.json`` as class labels, and a photo's name is no class.
+    """
+    folder = fresh_folder(folder)
+    sources: dict[str, str] = {}
+    for index, patch in enumerate(plan):
+        name = patch_file_name(index)
+        picture = render_patch(photos[patch.source], patch, index, crop_set.size)
+        picture.save(folder / name, format="PNG", optimize=True)
+        sources[name] = patch.source
+    write_json(folder / "sources.json", sources)
+    return sources
 
 
 def provenance_row(name: str, crop: Crop) -> str:
@@ -407,11 +580,17 @@ def provenance(rows: dict[int, list[str]], photos: dict[str, np.ndarray]) -> str
         "`(left, top, right, bottom)` in pixels of the full-resolution photo. Sources and",
         "licenses are quoted from the `skimage.data` docstrings (scikit-image 0.26). The crops",
         "are derivatives of public-domain / CC0 photographs; no further restrictions are added.",
+        "Grey-level photos (marked grey below) are replicated to three channels (R = G = B).",
         "",
-        'Not used: `immunohistochemistry()` (documented only as "No known copyright',
-        'restrictions", without a dedication), `stereo_motorcycle()` (Middlebury stereo',
-        "benchmark, no license stated), grayscale photos (`camera`, `coins`, `moon`, ...) and",
-        "non-photographs (`logo`, `colorwheel`, `page`, ...).",
+        "Not used (scikit-image 0.26 wheel): `immunohistochemistry()` and `coins()` (documented",
+        'only as "No known copyright restrictions", without a dedication), `stereo_motorcycle()`',
+        "(Middlebury stereo benchmark), `lfw_subset()` (faces from Labeled Faces in the Wild),",
+        "`moon()` and `page()` (no license stated); `microaneurysms()` (CC0, but a detail of a",
+        "retina fundus photo: left out so that the held-out retina stays an unseen subject);",
+        "`cell()` (CC0, a quantitative phase image of a cell, not a photograph), `horse()`",
+        "(silhouette clip art), `text()` (a synthetic corner test image), `logo()`,",
+        "`colorwheel()`, `checkerboard()` and other non-photographs; and every photo that needs a",
+        "download (`eagle()`, `skin()`, `kidney()`, `lily()`, ...).",
         "",
         "## Source photographs",
         "",
@@ -422,18 +601,23 @@ def provenance(rows: dict[int, list[str]], photos: dict[str, np.ndarray]) -> str
     for key, source in SOURCES.items():
         pixels = photos[key]
         digest = hashlib.sha256(pixels.tobytes()).hexdigest()[:16]
+        grey = ", grey" if source.grey else ""
         lines.append(
             f"| `{source.function}()` | {source.description} | {source.origin} | "
-            f"{source.license} | {pixels.shape[0]}x{pixels.shape[1]} | `{digest}` |"
+            f"{source.license} | {pixels.shape[0]}x{pixels.shape[1]}{grey} | `{digest}` |"
         )
     held_out = ", ".join(f"`{name}()`" for name in HELD_OUT_SOURCES)
+    training = ", ".join(f"`{s.folder}/`" for s in CROP_SETS if s.role == "training")
+    validation = ", ".join(f"`{s.folder}/`" for s in CROP_SETS if s.role == "validation")
     lines += [
         "",
         "## Tuning and validation split",
         "",
         f"`splits.json` puts every image cut from {held_out} in the `validation` split and all",
-        "other images in the `tuning` split. No patch of `patches32/` comes from a held-out photo:",
-        "they are for validation only, never for training a prior or tuning a preset.",
+        "other images in the `tuning` split. No image of the training folders (`patches32/`,",
+        f"{training}) comes from a held-out photo: those are for validation only, never for",
+        f"training a prior or an inverter or tuning a preset; {validation} holds crops of them",
+        "for scoring only.",
     ]
     for size in SIZES:
         lines += [
@@ -501,23 +685,76 @@ def patches_provenance(patches: list[Patch]) -> str:
         "|---|---|---|---|",
     ]
     for label, source in enumerate(PATCH_SOURCES):
-        chosen = [patch for patch in patches if patch.source == source]
-        mirrored = sum(patch.flipped for patch in chosen)
-        lines.append(f"| {label} | `skimage.data.{source}()` | {len(chosen)} | {mirrored} |")
-    sides = [patch.box[2] - patch.box[0] for patch in patches]
+        lines.append(f"| {label} | `skimage.data.{source}()` | {count_row(patches, source)} |")
+    lines += ["", box_sides(patches)]
+    return "\n".join(lines) + "\n"
+
+
+def count_row(plan: list[Patch], source: str) -> str:
+    """``crops | mirrored`` of one source photo in a plan (Markdown cells)."""
+    chosen = [patch for patch in plan if patch.source == source]
+    return f"{len(chosen)} | {sum(patch.flipped for patch in chosen)}"
+
+
+def box_sides(plan: list[Patch]) -> str:
+    """How many boxes of each side a plan holds, as a sentence."""
+    sides = [patch.box[2] - patch.box[0] for patch in plan]
     per_side = ", ".join(f"{side} px: {sides.count(side)}" for side in sorted(set(sides)))
-    lines += ["", f"Box sides: {per_side}."]
+    return f"Box sides: {per_side}."
+
+
+def crop_set_provenance(crop_set: CropSet, plan: list[Patch]) -> str:
+    """A crop set's section of ``PROVENANCE.md``: recipe and per-source counts."""
+    size = crop_set.size
+    role = (
+        "training photos only (for `train-prior` and `train-inverter`)"
+        if crop_set.role == "training"
+        else "held-out photos only: validation, never training or tuning"
+    )
+    stored = (
+        "committed"
+        if crop_set.committed
+        else "not committed (its size): `python samples/make_samples.py` rebuilds it, byte for byte"
+    )
+    weights = ", ".join(
+        f"{'grey' if grey else 'colour'} {weight}"
+        for grey, weight in ((False, COLOUR_WEIGHT), (True, GREY_WEIGHT))
+        if any(SOURCES[name].grey == grey for name in crop_set.sources)
+    )
+    lines = [
+        "",
+        f"## {crop_set.folder}/ ({size}x{size} RGB)",
+        "",
+        f"{len(plan)} random crops (`00000.png` ...) of the {role}; {stored}.",
+        f"Recipe: `plan_patches` with `numpy.random.default_rng({crop_set.seed})`; each photo",
+        f"gets a share of the crops in proportion to its weight ({weights}), in a shuffled",
+        "order; each crop is a square box whose side is drawn uniformly from",
+        f"{', '.join(str(side) for side in crop_set.sides)} px (clipped to the photo), at a",
+        f"uniform position, downscaled to {size}x{size} with Pillow's Lanczos filter (never",
+        "upscaled) and mirrored left-right with probability 1/2.",
+        f"`{crop_set.folder}/sources.json` maps each file name to its source photo.",
+        "Licenses: those of the source photographs above.",
+        "",
+        "| Source | Crops | Mirrored |",
+        "|---|---|---|",
+    ]
+    for source in crop_set.sources:
+        lines.append(f"| `skimage.data.{source}()` | {count_row(plan, source)} |")
+    lines += ["", box_sides(plan)]
     return "\n".join(lines) + "\n"
 
 
 def main() -> None:
     """Regenerate all samples and print a short summary."""
     labels = build()
+    crop_sets = {crop_set.folder: crop_set for crop_set in CROP_SETS}
     for folder, entries in labels.items():
         if folder == DIGITS_FOLDER:
             kinds = f"digits: {', '.join(str(d) for d in sorted(set(entries.values())))}"
         elif folder == PATCH_FOLDER:
             kinds = f"sources: {', '.join(PATCH_SOURCES)}"
+        elif folder in crop_sets:
+            kinds = f"{crop_sets[folder].role}, sources: {', '.join(crop_sets[folder].sources)}"
         else:
             kinds = f"classes: {', '.join(sorted({CLASSES[i] for i in entries.values()}))}"
         print(f"{folder}: {len(entries)} images, {kinds}")

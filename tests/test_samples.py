@@ -2,31 +2,22 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import numpy as np
 import pytest
 from PIL import Image
+from samples_support import SAMPLES, load_make_samples
 
-SAMPLES = Path(__file__).resolve().parents[1] / "samples"
 DIGITS = SAMPLES / "digits32"
 PATCHES = SAMPLES / "patches32"
 
 
 @pytest.fixture(scope="module")
 def make_samples() -> ModuleType:
-    """``samples/make_samples.py`` imported from its path (it is not part of the package)."""
-    path = SAMPLES / "make_samples.py"
-    spec = importlib.util.spec_from_file_location("make_samples", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault(spec.name, module)  # dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    return module
+    return load_make_samples()
 
 
 @pytest.fixture(scope="module")

@@ -26,6 +26,12 @@ HELP = "\n\n".join(
         "betas 0.5, 0.999). --images takes files and folders; it may be repeated, and the files "
         "a shell glob expands to may follow it (--images d/0*.png d/1*.png). The images are "
         "used in the sorted order of their names, whatever order the command line gives.",
+        "--upsample picks how the generator doubles its resolution: transpose (default, the "
+        "official DCGAN layers: stride-2 transposed convolutions, which leave checkerboard "
+        "artefacts) or nearest / bilinear (resize by 2, then a 3×3 convolution: no "
+        "checkerboard; Odena et al. 2016). --ngf sets the generator's width (and the "
+        "discriminator's); 64 is the official one. Both are recorded in the output, which "
+        "loads back with them.",
         "The output is a generator file (safetensors) in eval-ready form: weights and BN "
         "running statistics, the architecture, and in its 'training' metadata the number of "
         "images, a SHA-256 of their sorted names and bytes, the settings, the last epoch's mean "
@@ -35,8 +41,9 @@ HELP = "\n\n".join(
         "--checkpoint is written after every epoch and on Ctrl-C (which stops after the current "
         "step); --resume continues it to exactly the weights of an uninterrupted run, and may "
         "raise --epochs to train a finished run further.",
-        "Exit codes: 2 usage (e.g. --size not 32 or 64), 65 invalid input (a folder without "
-        "images, an unreadable image or checkpoint), 66 missing input, 69 unavailable device or "
+        "Exit codes: 2 usage (e.g. --size not 32 or 64, an unknown --upsample), 65 invalid "
+        "input (a folder without images, an unreadable image or checkpoint), 66 missing input, "
+        "69 unavailable device or "
         "more memory needed than --max-memory, "
         "70 diverged or internal error, 130 interrupted (143 on SIGTERM, which stops like Ctrl-C).",
     ]
@@ -63,6 +70,15 @@ def train_prior_command(
     batch_size: Annotated[int, typer.Option("--batch-size", help="Images per step.")] = 64,
     lr: Annotated[float, typer.Option("--lr", help="Adam learning rate (G and D).")] = 2e-4,
     seed: Annotated[int, typer.Option("--seed", help="Random seed; recorded in the output.")] = 0,
+    upsample: Annotated[
+        str,
+        typer.Option(
+            "--upsample", help="Generator up-stages: transpose, nearest or bilinear (+ 3×3 conv)."
+        ),
+    ] = "transpose",
+    ngf: Annotated[
+        int, typer.Option("--ngf", help="Generator (and discriminator) width; DCGAN: 64.")
+    ] = 64,
     checkpoint: Annotated[
         Path | None,
         typer.Option("--checkpoint", help="Save the run state here after every epoch."),
@@ -94,7 +110,15 @@ def train_prior_command(
         raise UsageError("--resume needs --checkpoint PATH")
     refuse_clobbering(sources, {"--out": out, "--checkpoint": checkpoint, "--samples": samples})
     refuse_checkpoint_overwrite(checkpoint, resume, overwrite_checkpoint)
-    config = TrainPriorConfig(size=size, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
+    config = TrainPriorConfig(
+        size=size,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        seed=seed,
+        ngf=ngf,
+        upsample=upsample,
+    )
     config.validate()
     torch_device = resolve_device(device)
     estimate = train_prior_estimate(expand_image_paths(sources), config)

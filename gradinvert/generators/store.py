@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from gradinvert.generators.dcgan import DCGANGenerator
+from gradinvert.generators.dcgan import DEFAULT_UPSAMPLE, DCGANGenerator
 from gradinvert.io.file_schemas import DcganArch, GeneratorMetadata, validate_generator_metadata
 from gradinvert.io.files import _common_metadata, _require_schema, _save
 from gradinvert.io.tensorfile import Header, read_header, read_tensors
@@ -65,6 +65,15 @@ def save_generator(
     _save(tensors, metadata, path)
 
 
+def arch_dict(arch: DcganArch | Any) -> dict[str, Any]:
+    """A validated architecture record as a dict; a DCGAN's ``upsample`` only when not the
+    default, as :meth:`DCGANGenerator.arch` writes it (older files keep their exact record)."""
+    record = arch.model_dump()
+    if isinstance(arch, DcganArch) and record["upsample"] == DEFAULT_UPSAMPLE:
+        del record["upsample"]
+    return record
+
+
 def _dcgan_problems(arch: dict[str, Any], shapes: dict[str, torch.Tensor]) -> list[str]:
     """How the file's tensors differ from the DCGAN its metadata describes (built on meta)."""
     with on_meta():
@@ -86,11 +95,11 @@ def read_generator_header(path: str | os.PathLike[str]) -> tuple[Header, Generat
             raise InvalidInputError(f"{header.path}: unexpected tensor {key!r} in a generator file")
         shapes[name] = value
     if isinstance(meta.generator, DcganArch):
-        problems = _dcgan_problems(meta.generator.model_dump(), shapes)
+        problems = _dcgan_problems(arch_dict(meta.generator), shapes)
         if problems:
             raise InvalidInputError(
                 f"{header.path}: tensors do not fit the generator its metadata describes "
-                f"({meta.generator.model_dump()}): " + "; ".join(problems)
+                f"({arch_dict(meta.generator)}): " + "; ".join(problems)
             )
     return header, meta
 
@@ -101,4 +110,4 @@ def load_generator_file(path: str | os.PathLike[str]) -> GeneratorFile:
     state: dict[str, torch.Tensor] = {}
     for key, value in read_tensors(header).items():
         state[key.partition(".")[2]] = value.float() if value.is_floating_point() else value
-    return GeneratorFile(meta.generator.model_dump(), state, dict(meta.training))
+    return GeneratorFile(arch_dict(meta.generator), state, dict(meta.training))

@@ -103,6 +103,7 @@ class DcganArch(_Strict):
     channels: Literal[1, 3] = 3
     latent: Annotated[int, Field(ge=1, le=MAX_LATENT)] = 100
     ngf: Annotated[int, Field(ge=1, le=MAX_NGF)] = 64
+    upsample: Literal["transpose", "nearest", "bilinear"] = "transpose"  # dcgan.UPSAMPLES
 
 
 class FactoryArch(BaseModel):

@@ -41,7 +41,7 @@ from gradinvert.generators import (
     dcgan_init_,
     save_generator,
 )
-from gradinvert.generators.dcgan import SIZES
+from gradinvert.generators.dcgan import DEFAULT_UPSAMPLE, SIZES, UPSAMPLES
 from gradinvert.io.file_schemas import TrainPriorCheckpoint
 from gradinvert.io.images import expand_image_paths, load_images
 from gradinvert.report.grid import save_png
@@ -66,6 +66,7 @@ SAMPLE_COUNT = 64
 SAMPLE_COLUMNS = 8
 SAMPLE_TILE = 64  # sample tiles are enlarged (nearest neighbour) to at least this many pixels
 SAMPLE_GAP = 2
+MAX_NGF = 256  # a 64 px generator of this width has 57 M parameters
 
 Log = Callable[[str], None]
 
@@ -89,6 +90,7 @@ class TrainPriorConfig:
     seed: int = 0
     ngf: int = 64  # generator width; the discriminator uses the same width (ndf)
     channels: int = 3
+    upsample: str = DEFAULT_UPSAMPLE  # the generator's up-stages (DCGANGenerator)
 
     def validate(self) -> None:
         """Raise one :class:`UsageError` naming every bad setting."""
@@ -103,8 +105,10 @@ class TrainPriorConfig:
             problems.append(f"--lr {self.lr}: must be a positive number")
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
             problems.append(f"betas {tuple(self.betas)}: two numbers in [0, 1)")
-        if self.ngf < 1:
-            problems.append(f"ngf {self.ngf}: must be at least 1")
+        if not 1 <= self.ngf <= MAX_NGF:
+            problems.append(f"--ngf {self.ngf}: choose 1 to {MAX_NGF}")
+        if self.upsample not in UPSAMPLES:
+            problems.append(f"--upsample {self.upsample!r}: choose {', '.join(UPSAMPLES)}")
         if self.channels not in (1, 3):
             problems.append(f"channels {self.channels}: 1 or 3")
         if problems:
@@ -116,7 +120,14 @@ class TrainPriorConfig:
         fields = dataclasses.asdict(self)
         del fields["epochs"]
         fields["betas"] = list(self.betas)
+        if self.upsample == DEFAULT_UPSAMPLE:  # checkpoints from before the option still resume
+            del fields["upsample"]
         return fields
+
+    def networks(self) -> tuple[DCGANGenerator, DCGANDiscriminator]:
+        """A fresh (uninitialised) generator and discriminator of these settings."""
+        generator = DCGANGenerator(self.size, self.channels, ngf=self.ngf, upsample=self.upsample)
+        return generator, DCGANDiscriminator(self.size, self.channels, ndf=self.ngf)
 
 
 # ---------------------------------------------------------------------- images
@@ -268,8 +279,7 @@ class PriorTrainer(LongRun):
         self.batch = min(config.batch_size, self.count)
         self.steps_per_epoch = self.count // self.batch
         init_rng = torch.Generator().manual_seed(config.seed)
-        self.generator = DCGANGenerator(config.size, config.channels, ngf=config.ngf)
-        self.discriminator = DCGANDiscriminator(config.size, config.channels, ndf=config.ngf)
+        self.generator, self.discriminator = config.networks()
         dcgan_init_(self.generator, init_rng)
         dcgan_init_(self.discriminator, init_rng)
         self.generator.to(device).train()

@@ -233,11 +233,6 @@ def learn_prior_estimate(
 
 def train_prior_estimate(paths: list[Path], config: TrainPriorConfig) -> Estimate:
     """``estimate_train_prior`` for the image files and settings of a ``train-prior`` run."""
-    from gradinvert.generators.dcgan import DCGANDiscriminator, DCGANGenerator
-
     with torch.device("meta"):
-        models = (
-            DCGANGenerator(size=config.size, channels=config.channels, ngf=config.ngf),
-            DCGANDiscriminator(config.size, config.channels, ndf=config.ngf),
-        )
+        models = config.networks()
     return estimate_train_prior(len(paths), config.channels, config.size, config.batch_size, models)
