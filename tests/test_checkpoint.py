@@ -175,7 +175,7 @@ RUNS: dict[str, tuple[type[LongRun], Callable[[Path], list[object]]]] = {
     "invert": (Engine, lambda w: ["invert", w / "u.safetensors", "--attack", "ig",
                                   "--iterations", 4, "--seeds", 1, "--labels", "1,3"]),
     "train-prior": (PriorTrainer, lambda w: ["train-prior", "--images", w / "imgs", "--epochs", 2,
-                                             "--batch-size", 4]),
+                                             "--batch-size", 4, "--ngf", 8]),
     "learn-prior": (MetaLearner, lambda w: ["learn-prior", w / "u.safetensors", w / "v.safetensors",
                                             "--generator", "models_for_tests:tiny_generator",
                                             "--tasks", 2, "--latent-iterations", 2,

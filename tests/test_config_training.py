@@ -1,6 +1,7 @@
-"""Typed settings of the training commands (learn-prior, train-inverter): each option reaches
-its field, every problem is reported at once (exit 2 on the command line, 65 in a file), TOML
-round trips, and a run replayed from the settings its output records gives the same tensors."""
+"""Typed settings of the training commands (train-prior, learn-prior, train-inverter): each
+option reaches its field, every problem is reported at once (exit 2 on the command line, 65 in
+a file), TOML round trips, and a run replayed from the settings its output records gives the
+same tensors."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from gradinvert.cli.main import app
 from gradinvert.config.base import Settings
 from gradinvert.config.learn_prior import LearnPriorSettings
 from gradinvert.config.train_inverter import TrainInverterSettings
+from gradinvert.config.train_prior import TrainPriorSettings
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -33,8 +35,10 @@ SAMPLES: dict[str, tuple[str, Any]] = {
     "device": ("cpu", "cpu"),
     "max_memory": ("8GB", "8GB"),
     "augment": ("noise:0.1,prune:0.5", "noise:0.1,prune:0.5"),
+    "betas": ("0.25,0.75", [0.25, 0.75]),
 }
 COMMANDS: dict[str, tuple[type[Settings], list[str]]] = {
+    "train-prior": (TrainPriorSettings, ["train-prior", "--images", "imgs"]),
     "learn-prior": (LearnPriorSettings, ["learn-prior"]),
     "train-inverter": (TrainInverterSettings, ["train-inverter", "t.safetensors"]),
 }
@@ -51,10 +55,11 @@ def _sample(settings: type[Settings], name: str, default: Any) -> tuple[list[str
         text, value = SAMPLES[name]
         return [flag, text], value
     annotation = settings.model_fields[name].annotation
-    choices = [a for a in typing.get_args(annotation) if isinstance(a, str)]
-    if choices:
-        other = next(c for c in choices if c != default)
-        return [flag, other], other
+    if typing.get_origin(annotation) is typing.Literal:
+        other = next(c for c in typing.get_args(annotation) if c != default)
+        return [flag, str(other)], other
+    if annotation is bool:
+        return ([f"--no-{flag[2:]}"], False) if default else ([flag], True)
     kinds = {a for a in typing.get_args(annotation) if a is not type(None)} or {annotation}
     if int in kinds:
         value = (default or 20) + 2
@@ -94,6 +99,8 @@ def test_every_option_reaches_its_field(command: str, name: str) -> None:
 @pytest.mark.parametrize(
     ("words", "problems"),
     [
+        (["train-prior", "--images", "x", "--size", "48", "--lr", "-1", "--betas", "0.5,1.5,0.2"],
+         ["--size: Input should be 32 or 64", "--lr", "--betas"]),
         (["learn-prior", "--tasks", "0", "--meta-lr", "-1", "--generator-lr-scale", "rms"],
          ["--tasks", "--meta-lr", "--generator-lr-scale: Input should be 'absolute'"]),
         (["train-inverter", "t.st", "--pairs", "0", "--val-fraction", "1.5", "--arch", "cnn",
@@ -150,6 +157,9 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 REPLAYS = {
+    "train-prior": lambda w: ["train-prior", "--images", w / "imgs", "--epochs", 1,
+                              "--batch-size", 4, "--ngf", 8, "--upsample", "nearest", "--half",
+                              "--betas", "0.4,0.9", "--seed", 3],
     "learn-prior": lambda w: ["learn-prior", w / "u.safetensors", w / "v.safetensors",
                               "--generator", TINY_GENERATOR, "--tasks", 2,
                               "--latent-iterations", 2, "--iterations", 2, "--meta-lr", 0.05,
@@ -160,6 +170,7 @@ REPLAYS = {
                                  "--seed", 3],
 }  # fmt: skip
 INPUTS = {
+    "train-prior": lambda w: ["train-prior", "--images", w / "imgs"],
     "learn-prior": lambda w: ["learn-prior", w / "u.safetensors", w / "v.safetensors",
                               "--generator", TINY_GENERATOR],
     "train-inverter": lambda w: ["train-inverter", w / "u.safetensors", "--images", w / "imgs"],
@@ -184,3 +195,12 @@ def test_a_replay_from_the_recorded_settings_gives_the_same_tensors(
     assert same_tensors(second, first)
     again = invoke("inspect", second, "--print-config")
     assert again.stdout == printed.stdout
+
+
+def test_the_settings_name_what_the_generator_builds() -> None:
+    from gradinvert.generators.dcgan import DEFAULT_UPSAMPLE, SIZES, UPSAMPLES
+
+    fields = TrainPriorSettings.model_fields
+    assert typing.get_args(fields["size"].annotation) == SIZES
+    assert typing.get_args(fields["upsample"].annotation) == UPSAMPLES
+    assert fields["upsample"].default == DEFAULT_UPSAMPLE

@@ -15,6 +15,7 @@ __all__, __getattr__, __dir__ = lazy_exports(
         "SCHEMA_VERSION": "base",
         "Settings": "base",
         "TrainInverterSettings": "train_inverter",
+        "TrainPriorSettings": "train_prior",
         "preset": "attack",
         "preset_table": "attack",
     },

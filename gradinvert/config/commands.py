@@ -12,6 +12,7 @@ from gradinvert.config import (
     learn_prior,
     report,
     train_inverter,
+    train_prior,
 )
 
 __all__ = [
@@ -25,4 +26,5 @@ __all__ = [
     "learn_prior",
     "report",
     "train_inverter",
+    "train_prior",
 ]

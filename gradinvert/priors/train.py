@@ -19,7 +19,6 @@ second signal aborts at once.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import math
 import os
@@ -35,13 +34,13 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
+from gradinvert.config.train_prior import TrainPriorSettings
 from gradinvert.generators import (
     DCGANDiscriminator,
     DCGANGenerator,
     dcgan_init_,
     save_generator,
 )
-from gradinvert.generators.dcgan import DEFAULT_UPSAMPLE, SIZES, UPSAMPLES
 from gradinvert.io.file_schemas import TrainPriorCheckpoint
 from gradinvert.io.images import expand_image_paths, load_images
 from gradinvert.report.grid import save_png
@@ -66,7 +65,6 @@ SAMPLE_COUNT = 64
 SAMPLE_COLUMNS = 8
 SAMPLE_TILE = 64  # sample tiles are enlarged (nearest neighbour) to at least this many pixels
 SAMPLE_GAP = 2
-MAX_NGF = 256  # a 64 px generator of this width has 57 M parameters
 
 Log = Callable[[str], None]
 
@@ -78,56 +76,12 @@ class DivergedTraining(GradinvertError):
 # ---------------------------------------------------------------------- configuration
 
 
-@dataclass
-class TrainPriorConfig:
-    """Settings of one ``train-prior`` run (the DCGAN recipe's defaults)."""
-
-    size: int = 32
-    epochs: int = 25
-    batch_size: int = 64
-    lr: float = 2e-4
-    betas: tuple[float, float] = (0.5, 0.999)
-    seed: int = 0
-    ngf: int = 64  # generator width; the discriminator uses the same width (ndf)
-    channels: int = 3
-    upsample: str = DEFAULT_UPSAMPLE  # the generator's up-stages (DCGANGenerator)
-
-    def validate(self) -> None:
-        """Raise one :class:`UsageError` naming every bad setting."""
-        problems = []
-        if self.size not in SIZES:
-            problems.append(f"--size {self.size}: choose {' or '.join(map(str, SIZES))}")
-        if self.epochs < 1:
-            problems.append(f"--epochs {self.epochs}: must be at least 1")
-        if self.batch_size < 1:
-            problems.append(f"--batch-size {self.batch_size}: must be at least 1")
-        if not (math.isfinite(self.lr) and self.lr > 0):
-            problems.append(f"--lr {self.lr}: must be a positive number")
-        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
-            problems.append(f"betas {tuple(self.betas)}: two numbers in [0, 1)")
-        if not 1 <= self.ngf <= MAX_NGF:
-            problems.append(f"--ngf {self.ngf}: choose 1 to {MAX_NGF}")
-        if self.upsample not in UPSAMPLES:
-            problems.append(f"--upsample {self.upsample!r}: choose {', '.join(UPSAMPLES)}")
-        if self.channels not in (1, 3):
-            problems.append(f"channels {self.channels}: 1 or 3")
-        if problems:
-            raise UsageError("; ".join(problems))
-
-    def fingerprint_fields(self) -> dict[str, Any]:
-        """The settings a checkpoint must share with the run resuming it (not ``epochs``:
-        a finished run may be continued for more epochs)."""
-        fields = dataclasses.asdict(self)
-        del fields["epochs"]
-        fields["betas"] = list(self.betas)
-        if self.upsample == DEFAULT_UPSAMPLE:  # checkpoints from before the option still resume
-            del fields["upsample"]
-        return fields
-
-    def networks(self) -> tuple[DCGANGenerator, DCGANDiscriminator]:
-        """A fresh (uninitialised) generator and discriminator of these settings."""
-        generator = DCGANGenerator(self.size, self.channels, ngf=self.ngf, upsample=self.upsample)
-        return generator, DCGANDiscriminator(self.size, self.channels, ndf=self.ngf)
+def networks(config: TrainPriorSettings) -> tuple[DCGANGenerator, DCGANDiscriminator]:
+    """A fresh (uninitialised) generator and discriminator of these settings."""
+    generator = DCGANGenerator(
+        config.size, config.channels, ngf=config.ngf, upsample=config.upsample
+    )
+    return generator, DCGANDiscriminator(config.size, config.channels, ndf=config.ngf)
 
 
 # ---------------------------------------------------------------------- images
@@ -164,7 +118,7 @@ def images_hash(paths: Sequence[Path], names: Sequence[str] | None = None) -> st
 
 
 def _prepare_images(
-    images: Sequence[str | os.PathLike[str]] | torch.Tensor, config: TrainPriorConfig
+    images: Sequence[str | os.PathLike[str]] | torch.Tensor, config: TrainPriorSettings
 ) -> tuple[torch.Tensor, str, list[Path]]:
     """Images in [0, 1] (N×C×size×size), their hash and (for files) their canonical order."""
     if isinstance(images, torch.Tensor):
@@ -262,7 +216,7 @@ class PriorTrainer(LongRun):
     checkpoint_kind: ClassVar[CheckpointKind] = CHECKPOINT
 
     images: torch.Tensor
-    config: TrainPriorConfig
+    config: TrainPriorSettings
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     run_id: str = ""
     epoch: int = 0  # completed epochs
@@ -279,7 +233,7 @@ class PriorTrainer(LongRun):
         self.batch = min(config.batch_size, self.count)
         self.steps_per_epoch = self.count // self.batch
         init_rng = torch.Generator().manual_seed(config.seed)
-        self.generator, self.discriminator = config.networks()
+        self.generator, self.discriminator = networks(config)
         dcgan_init_(self.generator, init_rng)
         dcgan_init_(self.discriminator, init_rng)
         self.generator.to(device).train()
@@ -299,7 +253,8 @@ class PriorTrainer(LongRun):
         self._wrote_samples = False
 
     def _adam(self, module: nn.Module) -> torch.optim.Adam:
-        return torch.optim.Adam(module.parameters(), lr=self.config.lr, betas=self.config.betas)
+        betas = (self.config.betas[0], self.config.betas[1])
+        return torch.optim.Adam(module.parameters(), lr=self.config.lr, betas=betas)
 
     @property
     def total_steps(self) -> int:
@@ -457,11 +412,12 @@ class TrainPriorResult:
     generator: DCGANGenerator
     losses: list[tuple[float, float]]  # per epoch: mean discriminator and generator loss
     training: dict[str, Any]  # the generator file's ``training`` metadata
+    config: dict[str, Any] = field(default_factory=dict)  # the settings (Settings.record())
 
 
 def train_prior(
     images: Sequence[str | os.PathLike[str]] | torch.Tensor,
-    config: TrainPriorConfig,
+    config: TrainPriorSettings,
     device: torch.device | str = "cpu",
     progress: bool = False,
     checkpoint: Path | None = None,
@@ -475,10 +431,10 @@ def train_prior(
     ``progress``: a rich progress bar on stderr (else ``log`` gets one line per epoch).
     ``checkpoint``: written after every epoch and on Ctrl-C; with ``resume`` the run continues
     from it and ends with exactly the weights of an uninterrupted run. ``samples``: a PNG grid
-    of 64 images from fixed latents, rewritten after every epoch.
+    of 64 images from fixed latents, rewritten after every epoch. ``config.device`` is for the
+    command line; the run uses ``device``.
     """
-    config = dataclasses.replace(config, betas=tuple(config.betas))  # type: ignore[arg-type]
-    config.validate()
+    config = TrainPriorSettings.model_validate(config.model_dump())  # a validated private copy
     device = torch.device(device)
     say = log or (lambda _message: None)
     check_resume(checkpoint, resume)
@@ -523,13 +479,16 @@ def train_prior(
         "device": device.type,
         "torch": torch.__version__,
     }
-    return TrainPriorResult(generator, losses, training)
+    return TrainPriorResult(generator, losses, training, config.record())
 
 
-def save_prior(result: TrainPriorResult, path: str | os.PathLike[str], half: bool = False) -> None:
-    """Write the trained generator as a generator file (``half``: float16 weights)."""
+def save_prior(result: TrainPriorResult, path: str | os.PathLike[str]) -> None:
+    """Write the trained generator as a generator file, float16 weights when the run's settings
+    say ``half``, with those settings (``inspect --print-config`` prints them for a replay)."""
+    half = bool(result.config.get("half", False))
     training = dict(result.training, dtype="float16" if half else "float32")
-    save_generator(path, result.generator, result.generator.arch(), training, half=half)
+    module, config = result.generator, result.config
+    save_generator(path, module, module.arch(), training, half=half, config=config)
 
 
 class _EpochLog:
