@@ -53,3 +53,20 @@ def write_result(text: str, path: Path) -> None:
     print(text)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
+
+
+DIGIT_SPLITS = {"prior_training": (0, 1400), "validation": (1400, 1500)}
+
+
+def split_digits(split: str, count: int, start: int = 0) -> tuple[torch.Tensor, list[int]]:
+    """Digits ``start … start+count-1`` of the ``split`` range of samples/digits32
+    (samples/splits.json: prior_training 0000-1399, validation 1400-1499; 1500+ is reserved and
+    never read) and their labels."""
+    first, end = DIGIT_SPLITS[split]
+    indices = range(first + start, first + start + count)
+    if indices.stop > end:
+        raise SystemExit(f"the {split} digits hold {end - first} images, not {start + count}")
+    known = json.loads((SAMPLES / "digits32" / "labels.json").read_text(encoding="utf-8"))
+    names = [f"{i:04d}.png" for i in indices]
+    images, _ = load_images([SAMPLES / "digits32" / name for name in names])
+    return images, [int(known[name]) for name in names]

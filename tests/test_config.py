@@ -195,6 +195,7 @@ from gradinvert.config.base import settings_classes  # noqa: E402
 
 COMMANDS = {  # command words before the options (inputs are not read by --print-config)
     "capture": ["capture", "--images", "x.png", "--out", "u.safetensors"],
+    "aggregate": ["aggregate", "a.safetensors", "b.safetensors", "--out", "agg.safetensors"],
     "labels": ["labels", "u.safetensors"],
     "evaluate": ["evaluate", "r.safetensors", "--truth", "t.safetensors"],
     "import": ["import", "--out", "u.safetensors", "--model", "convnet", "--input-shape", "3,8,8"],
@@ -253,6 +254,8 @@ def test_every_option_of_every_command_reaches_its_field(command: str, name: str
     base = COMMANDS[command]
     if command == "import" and name in ("model", "input_shape"):
         base = ["import", "--out", "u.safetensors", "--model", "convnet", "--input-shape", "3,8,8"]
+    if command == "capture" and name in ("dp_noise_multiplier", "dataset_size", "rounds"):
+        base = [*base, "--dp-clip", "1"]  # DP-SGD's settings go with its clip
     if command == "import" and (name.startswith("local_") or name == "shuffle"):  # a pair
         base = [*base, "--local-steps", "2", "--local-lr", "0.5", "--batch-size", "4"]
     baseline = _print(base)

@@ -38,8 +38,13 @@ def capture(
     By default the update is one gradient of the mean cross-entropy. With --local-steps the
     client runs plain SGD and shares the weight delta (new − old); minibatches are consecutive
     slices of the batch in order, wrapping around, unless --shuffle is given.
+
+    Defenses, in this order: DP-SGD (--dp-clip, --dp-noise-multiplier: per-example clipping
+    and noise in every gradient step, ε from Opacus's accountant), --prune, --clip, --noise,
+    then --sign or --quantize; --clients M then shows only the M clients' secure aggregate.
     """
     from gradinvert.client.pipeline import capture_files, describe_capture
+    from gradinvert.io.describe import privacy_lines
     from gradinvert.io.files import save_batch, save_update
     from gradinvert.io.outputs import refuse_clobbering
 
@@ -55,3 +60,5 @@ def capture(
         f"{describe_capture(update, batch.images.shape[0])} -> {out}"
         + (f", truth -> {truth}" if truth else "")
     )
+    for line in privacy_lines(update.defense):
+        console.print(line, soft_wrap=True)

@@ -26,10 +26,11 @@ def evaluate(
     recon: Annotated[Path, typer.Argument(help="Reconstructed batch file.", metavar="RECON")],
     *,
     truth: Annotated[
-        Path | None,
+        list[Path] | None,
         typer.Option(
             "--truth",
-            help="Ground truth: a batch file, plain images/labels safetensors, or an image folder.",
+            help="Ground truth: a batch file, plain images/labels safetensors, or an image folder; "
+            "repeat for their union (e.g. the members of a secure aggregate, in order).",
         ),
     ] = None,
     truth_labels: Annotated[
@@ -80,10 +81,10 @@ def evaluate(
     from gradinvert.report.grid import save_result_grid
     from gradinvert.report.tables import images_table, summary_table
 
-    if truth is None:
+    if not truth:
         raise UsageError("--truth is required (the ground truth to score against)")
     refuse_clobbering(
-        [recon, truth, truth_labels, config.lpips_weights, *(pool or []), update],
+        [recon, *truth, truth_labels, config.lpips_weights, *(pool or []), update],
         {"--json": json_out, "--grid": grid},
     )
     say = lambda message: console.print(message, soft_wrap=True)  # noqa: E731
@@ -91,6 +92,8 @@ def evaluate(
         recon, truth, config, truth_labels=truth_labels, pool=pool, update_path=update, log=say
     )
     result = scored.result
+    for line in result.get("privacy", []):
+        console.print(f"privacy of the attacked update: {line}", soft_wrap=True)
     for note in result["warnings"]:
         console.print(labelled("warning:", "yellow", note), soft_wrap=True)
     if result["images"]:

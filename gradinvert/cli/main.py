@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from gradinvert import __version__
-from gradinvert.cli import capture, import_cmd, inspect
+from gradinvert.cli import aggregate, capture, import_cmd, inspect
 from gradinvert.cli import demo as demo_cmd
 from gradinvert.cli import evaluate as evaluate_cmd
 from gradinvert.cli import invert as invert_cmd
@@ -61,6 +61,7 @@ def main(
 
 
 app.command("capture")(capture.capture)
+app.command("aggregate")(aggregate.aggregate)
 app.command("inspect")(inspect.inspect)
 app.command("import")(import_cmd.import_command)
 app.command("evaluate")(evaluate_cmd.evaluate)

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import torch
 
-from gradinvert.client.capture import CaptureConfig, capture_update
+from gradinvert.client.capture import CaptureConfig, capture_clients, capture_update
 from gradinvert.client.defenses import DefenseConfig
+from gradinvert.client.dpsgd import DPConfig
 from gradinvert.config.capture import CaptureSettings
 from gradinvert.config.import_update import ImportSettings
 from gradinvert.io.batch_input import load_client_batch
@@ -34,8 +35,10 @@ def capture_files(
     """The update a client sharing ``settings``' update of the batch in ``sources`` would send,
     and that batch (the ground truth). Both record the settings."""
     device = resolve_device(settings.device)
+    clients = settings.clients
+    wanted = None if settings.batch_size is None else settings.batch_size * clients
     pixels, labels, names = load_client_batch(
-        sources, settings.size, settings.labels, settings.start, settings.batch_size, log
+        sources, settings.size, settings.labels, settings.start, wanted, log
     )
     if labels is None:
         raise UsageError(
@@ -55,18 +58,42 @@ def capture_files(
         local = LocalTraining(
             settings.local_steps,
             settings.local_lr,
-            settings.local_batch_size or pixels.shape[0],
+            settings.local_batch_size or pixels.shape[0] // clients,
             settings.shuffle,
+        )
+    defense = DefenseConfig(
+        settings.clip,
+        settings.noise,
+        settings.noise_kind,
+        settings.prune,
+        settings.sign,
+        settings.quantize,
+    )
+    dp = None
+    if settings.dp_clip is not None:
+        dp = DPConfig(
+            settings.dp_clip,
+            settings.dp_noise_multiplier or 0.0,
+            settings.dataset_size,
+            settings.dp_delta,
+            settings.rounds,
+            settings.dp_accountant,
         )
     client = CaptureConfig(
         mode=settings.mode,
         local=local,
-        defense=DefenseConfig(settings.clip, settings.noise, settings.noise_kind, settings.prune),
+        defense=defense,
         share_bn_stats=settings.share_bn_stats,
         seed=settings.seed,
+        dp=dp,
     )
     label_tensor = torch.tensor(labels, dtype=torch.long)
-    update = capture_update(net, spec, input_spec, pixels, label_tensor, client, device)
+    if clients > 1:
+        update, _ = capture_clients(
+            net, spec, input_spec, pixels, label_tensor, client, clients, device
+        )
+    else:
+        update = capture_update(net, spec, input_spec, pixels, label_tensor, client, device)
     update.config = settings.record()
     truth = BatchFile(
         pixels,
@@ -78,8 +105,13 @@ def capture_files(
 
 def describe_capture(update: UpdateFile, count: int) -> str:
     """One line saying what was captured."""
+    from gradinvert.client.aggregate import members_of
+
     local = update.local
     what = "gradient" if local is None else f"FedAvg delta ({local.steps} local steps)"
+    members = members_of(update)
+    if members is not None:
+        what = f"secure aggregate of {len(members)} clients' {what}s"
     return f"captured {what} of {update.model.arch} on {count} images {tuple(update.input.shape)}"
 
 

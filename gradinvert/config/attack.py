@@ -104,6 +104,13 @@ class AttackConfig(Settings):
     lbfgs_evaluations: int = Field(
         20, ge=1, description="Loss evaluations per L-BFGS step (torch's max_iter)."
     )
+    adapt_defense: bool = Field(
+        True,
+        description="Apply the deterministic part of the update's recorded defense to every "
+        "candidate's update before matching, where that is exact: DP-SGD's per-example "
+        "clipping, the support of a pruned (top-k) update, a global clip, signSGD's sign; noise "
+        "and quantization are never simulated (--no-adapt-defense: match the target as it is).",
+    )
     search: Search = Field(
         "x",
         description="What is optimized: x (pixels), z (generator latents), w (one generator copy "

@@ -2,6 +2,7 @@
 class (see :func:`gradinvert.config.base.recorded_settings`)."""
 
 from gradinvert.config import (
+    aggregate,
     attack,
     capture,
     demo,
@@ -16,6 +17,7 @@ from gradinvert.config import (
 )
 
 __all__ = [
+    "aggregate",
     "attack",
     "capture",
     "demo",

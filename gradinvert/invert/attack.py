@@ -133,6 +133,7 @@ def _prepare(
         device,
         batch_size,
         relative=config.layer_weights == "relative",
+        adapt_defense=config.adapt_defense,
     )
     return victim, simulator, matched
 
@@ -183,6 +184,8 @@ def run_attack(
 
     start, inverter_record = _inverter_start(config, update, device, say)
     victim, simulator, matched = _prepare(update, choice, config, device, batch)
+    for line in _adaptation_lines(simulator):
+        say(line)
     bn_ref = None
     bn_source = "none"
     if config.bn > 0:
@@ -273,6 +276,23 @@ def run_attack(
         if inverter_record is not None:
             result.metadata["inverter"] = inverter_record
         return result
+
+
+def _adaptation_lines(simulator: Simulator) -> list[str]:
+    """What the attack does about the update's defenses, for the log."""
+    lines = []
+    if len(simulator.members) > 1:
+        sizes = "+".join(str(m.size) for m in simulator.members)
+        lines.append(
+            f"secure aggregate of {len(simulator.members)} clients: each simulated on its own "
+            f"slice of the candidate batch ({sizes} images), their weighted mean matched"
+        )
+    plan = simulator.adaptation
+    if plan.applied:
+        lines.append("defense adapted: " + "; ".join(plan.applied))
+    if plan.skipped:
+        lines.append("defense not adapted: " + "; ".join(plan.skipped))
+    return lines
 
 
 def _inverter_start(
@@ -423,6 +443,8 @@ def _result(
         "labels": label_record,
         "bn_reference": bn_source,
         "matched_layers": len(matched),
+        "defense_adaptation": simulator.adaptation.to_dict(),
+        "clients": len(simulator.members),
         "pick": config.pick,
         "selection": (
             "seed with the lowest final gradient distance (no ground truth)"

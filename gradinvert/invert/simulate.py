@@ -10,6 +10,14 @@ is normalized by its own statistics, as the client's batch was.
 
 For FedAvg deltas the client's local SGD steps (same minibatch schedule as ``capture``) are
 simulated differentiably and the simulated delta is matched to the shared one.
+
+A secure aggregate of M clients (:mod:`gradinvert.client.aggregate`) is simulated as what it
+is: the candidate batch is the members' batches one after the other, each member's client runs
+on its own slice (its own BatchNorm statistics, its own local training and minibatch schedule),
+and the batch-size-weighted mean of their updates is matched. With ``adaptation``
+(:mod:`.adapt`, ``--adapt-defense``) the deterministic part of the recorded defense is applied
+to every candidate's update first: DP-SGD's per-example clipping in each gradient step, then
+the support mask, global clip or sign of each member's update.
 """
 
 from __future__ import annotations
@@ -22,12 +30,16 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad, replace_all_batch_norm_modules_, vmap
 
+from gradinvert.client.aggregate import members_of
 from gradinvert.client.bnstats import batchnorm_layers, channel_stats
 from gradinvert.client.capture import minibatch_schedule
+from gradinvert.client.dpsgd import clipped_sum
+from gradinvert.invert.adapt import apply_transforms, plan_adaptation
 from gradinvert.invert.objectives import GradientDistance
 from gradinvert.invert.trim import Trim, trim_dead_taps
-from gradinvert.io.files import UpdateFile
+from gradinvert.io.files import LocalTraining, UpdateFile
 from gradinvert.models.restore import model_from_update
+from gradinvert.runtime.errors import InvalidInputError
 
 BnStats = tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]
 
@@ -72,8 +84,49 @@ def build_victim(update: UpdateFile, device: torch.device | str, trim: bool = Tr
 def schedule_of(update: UpdateFile, batch_size: int) -> list[torch.Tensor]:
     """The client's minibatch indices per local step, drawn exactly as ``capture`` drew them."""
     assert update.local is not None
-    generator = torch.Generator().manual_seed(update.local.seed or 0)
-    return minibatch_schedule(batch_size, update.local, generator)
+    return local_schedule(update.local, batch_size)
+
+
+def local_schedule(local: LocalTraining, batch_size: int) -> list[torch.Tensor]:
+    """Minibatch indices per local step of a client with these local settings."""
+    generator = torch.Generator().manual_seed(local.seed or 0)
+    return minibatch_schedule(batch_size, local, generator)
+
+
+@dataclass
+class Member:
+    """One client behind the shared update: its slice of the candidate batch, its weight in
+    the mean, and (FedAvg) its local steps' minibatches (indices into its slice)."""
+
+    start: int
+    size: int
+    weight: float
+    schedule: list[torch.Tensor] = field(default_factory=list)
+
+
+def members_for(update: UpdateFile, batch_size: int) -> list[Member]:
+    """The clients whose weighted mean the update is: one, or a secure aggregate's members."""
+    recorded = members_of(update)
+    if recorded is None:
+        schedule = schedule_of(update, batch_size) if update.kind == "delta" else []
+        return [Member(0, batch_size, 1.0, schedule)]
+    sizes = [int(m["batch_size"]) for m in recorded]
+    if sum(sizes) != batch_size:
+        raise InvalidInputError(
+            f"the update aggregates {len(sizes)} clients' batches of {'+'.join(map(str, sizes))} "
+            f"= {sum(sizes)} images, not {batch_size}"
+        )
+    members, start = [], 0
+    for size, record in zip(sizes, recorded, strict=True):
+        schedule = []
+        if update.kind == "delta":
+            local = record.get("local")
+            if local is None:
+                raise InvalidInputError("an aggregated delta's member records no local training")
+            schedule = local_schedule(LocalTraining(**local), size)
+        members.append(Member(start, size, size / batch_size, schedule))
+        start += size
+    return members
 
 
 class Simulator:
@@ -90,6 +143,7 @@ class Simulator:
         device: torch.device | str,
         batch_size: int,
         relative: bool = False,
+        adapt_defense: bool = False,
     ) -> None:
         self.victim = victim
         self.labels = None if labels is None else labels.to(device)
@@ -106,15 +160,31 @@ class Simulator:
                 dead.append(0.0)
             targets.append(target)
         self.objective = GradientDistance(objective, targets, dead, relative).to(device)
+        self.adaptation = plan_adaptation(
+            update.defense,
+            dict(zip(self.matched, targets, strict=True)),
+            self.matched,
+            victim.trainable,
+            adapt_defense,
+        )
+        self.transforms = [
+            (kind, {n: m.to(device) for n, m in arg.items()} if kind == "mask" else arg)
+            for kind, arg in self.adaptation.transforms
+        ]
         self.collect_bn = collect_bn and bool(victim.bn_names)
         self.reduction = update.loss.get("reduction", "mean")
         self.kind = update.kind
         self.schedule: list[torch.Tensor] = []
         self.local_lr = 0.0
+        self.members = members_for(update, batch_size)
+        for member in self.members:
+            member.schedule = [idx.to(device) for idx in member.schedule]
         if update.kind == "delta":
             assert update.local is not None
             self.local_lr = float(update.local.lr)
-            self.schedule = [idx.to(device) for idx in schedule_of(update, batch_size)]
+            self.schedule = self.members[0].schedule
+        # the plain path (one client, nothing adapted) stays the original computation
+        self.general = len(self.members) > 1 or self.adaptation.active
         self._stats: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         self._recording = False
         self._autograd_leaves: dict[str, torch.Tensor] | None = None
@@ -161,6 +231,12 @@ class Simulator:
         self, x: torch.Tensor, soft: torch.Tensor | None, autograd: bool
     ) -> tuple[torch.Tensor, BnStats]:
         params = self.victim.params
+        if self.general:
+            stats: BnStats = ((), ())
+            if self.collect_bn:
+                _, stats = self._forward(params, x, True)
+            update = self._mean_update(x, soft)
+            return self.objective([update[n] for n in self.matched]), stats
         frozen = {n: p for n, p in params.items() if n not in self.matched}
 
         def loss_fn(active: dict[str, torch.Tensor]) -> tuple[torch.Tensor, BnStats]:
@@ -184,29 +260,115 @@ class Simulator:
             }
         return self._autograd_leaves
 
+    def _loss(
+        self,
+        active: dict[str, torch.Tensor],
+        xb: torch.Tensor,
+        yb: torch.Tensor | None,
+        sb: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """The client's loss on a (mini)batch with the trainable parameters ``active``."""
+        frozen = {n: p for n, p in self.victim.params.items() if n not in active}
+        out, _ = self._forward({**frozen, **active}, xb, False)
+        return self._criterion(out, yb, sb)
+
+    def _step_gradient(
+        self,
+        theta: dict[str, torch.Tensor],
+        xb: torch.Tensor,
+        yb: torch.Tensor | None,
+        sb: torch.Tensor | None,
+    ) -> dict[str, torch.Tensor]:
+        """One gradient step's gradient: of the mean loss, or DP-SGD's clipped per-example
+        mean (noise is not simulated) when the adaptation clips."""
+        clip = self.adaptation.dp_clip
+        if clip is None:
+            return grad(self._loss)(theta, xb, yb, sb)
+
+        def one(
+            t: dict[str, torch.Tensor],
+            xn: torch.Tensor,
+            yn: torch.Tensor | None,
+            sn: torch.Tensor | None,
+        ) -> torch.Tensor:
+            return self._loss(
+                t,
+                xn.unsqueeze(0),
+                None if yn is None else yn.unsqueeze(0),
+                None if sn is None else sn.unsqueeze(0),
+            )
+
+        dims = (None, 0, None if yb is None else 0, None if sb is None else 0)
+        per_example = vmap(grad(one), in_dims=dims)(theta, xb, yb, sb)
+        return {n: g / xb.shape[0] for n, g in clipped_sum(per_example, clip).items()}
+
+    def _slice(
+        self, tensor: torch.Tensor | None, member: Member, indices: torch.Tensor | None = None
+    ) -> torch.Tensor | None:
+        if tensor is None:
+            return None
+        part = tensor.narrow(0, member.start, member.size)
+        return part if indices is None else part.index_select(0, indices)
+
+    def _member_update(
+        self, x: torch.Tensor, soft: torch.Tensor | None, member: Member
+    ) -> dict[str, torch.Tensor]:
+        """One member's update (gradient, or local delta) on its slice of the candidates."""
+        params = self.victim.params
+        if self.kind == "gradient":
+            clips = self.adaptation.dp_clip is not None
+            names = self.victim.trainable if clips else self.matched
+            theta = {n: params[n] for n in names}
+            return self._step_gradient(
+                theta, self._slice(x, member), self._slice(self.labels, member),
+                self._slice(soft, member),
+            )  # fmt: skip
+        trainable = self.victim.trainable
+        theta = {n: params[n] for n in trainable}
+        for indices in member.schedule:
+            step = self._step_gradient(
+                theta,
+                self._slice(x, member, indices),
+                self._slice(self.labels, member, indices),
+                self._slice(soft, member, indices),
+            )
+            theta = {n: theta[n] - self.local_lr * step[n] for n in trainable}
+        return {n: theta[n] - params[n] for n in trainable}
+
+    def _mean_update(self, x: torch.Tensor, soft: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        """The weighted mean of the members' (adapted) updates, matched tensors only."""
+        total: dict[str, torch.Tensor] = {}
+        members = self.members
+        if self.kind == "gradient" and self._union_is_exact():
+            members = [Member(0, x.shape[0], 1.0)]  # Σ_i w_i · mean_i = the union's mean
+        for member in members:
+            update = self._member_update(x, soft, member)
+            update = apply_transforms({n: update[n] for n in self.matched}, self.transforms)
+            for name, value in update.items():
+                weighted = value * member.weight
+                total[name] = weighted if name not in total else total[name] + weighted
+        return total
+
+    def _union_is_exact(self) -> bool:
+        """A gradient aggregate equals the gradient of the union batch: mean losses, no
+        BatchNorm batch statistics and no per-member transform."""
+        return not self.victim.training and not self.transforms and self.reduction == "mean"
+
     def local_delta(
         self, x: torch.Tensor, soft: torch.Tensor | None = None
     ) -> dict[str, torch.Tensor]:
-        """θ_E − θ_0 of the client's local SGD steps on one candidate batch, differentiably."""
+        """θ_E − θ_0 of the client's local SGD steps on one candidate batch, differentiably
+        (a secure aggregate: the members' weighted mean, adapted as planned)."""
+        if self.general:
+            return self._mean_update(x, soft)
         params = self.victim.params
         trainable = self.victim.trainable
-        frozen = {n: p for n, p in params.items() if n not in trainable}
-
-        def loss_fn(
-            active: dict[str, torch.Tensor],
-            xb: torch.Tensor,
-            yb: torch.Tensor | None,
-            sb: torch.Tensor | None,
-        ) -> torch.Tensor:
-            out, _ = self._forward({**frozen, **active}, xb, False)
-            return self._criterion(out, yb, sb)
-
         theta = {n: params[n] for n in trainable}
         for indices in self.schedule:
             xb = x.index_select(0, indices)
             yb = None if self.labels is None else self.labels.index_select(0, indices)
             sb = None if soft is None else soft.index_select(0, indices)
-            step = grad(loss_fn)(theta, xb, yb, sb)
+            step = grad(self._loss)(theta, xb, yb, sb)
             theta = {n: theta[n] - self.local_lr * step[n] for n in trainable}
         return {n: theta[n] - params[n] for n in trainable}
 

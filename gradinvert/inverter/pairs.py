@@ -22,6 +22,7 @@ from torch.func import functional_call, grad, replace_all_batch_norm_modules_, v
 
 from gradinvert.client.capture import CaptureConfig, capture_update
 from gradinvert.client.defenses import DefenseConfig, apply_defenses
+from gradinvert.client.dpsgd import DPConfig
 from gradinvert.io.files import UpdateFile
 from gradinvert.models.restore import model_from_update
 from gradinvert.runtime.errors import InvalidInputError
@@ -32,12 +33,30 @@ Tensors = dict[str, torch.Tensor]
 VMAP_MAX = 2_000_000
 
 
+def dp_of(update: UpdateFile) -> DPConfig | None:
+    """The DP-SGD settings an update file records (accounting inputs are not needed)."""
+    for step in update.defense:
+        if isinstance(step, dict) and step.get("name") == "dp-sgd":
+            return DPConfig(float(step["clip"]), float(step["noise_multiplier"]))
+    return None
+
+
 def defense_of(update: UpdateFile) -> DefenseConfig:
     """The defenses an update file records, as the config ``capture`` applied."""
     config = DefenseConfig()
     for step in update.defense:
         name = step.get("name") if isinstance(step, dict) else None
-        if name == "prune":
+        if name == "dp-sgd":
+            continue  # inside the gradient steps: dp_of
+        if name == "sign":
+            config.sign = True
+        elif name == "quantize":
+            config.quantize = int(step["bits"])
+        elif name == "secure-aggregation":
+            raise InvalidInputError(
+                "template: a secure aggregate; train the inverter on one client's update"
+            )
+        elif name == "prune":
             config.prune = float(step["fraction_removed"])
         elif name == "clip":
             config.clip = float(step["max_norm"])
@@ -68,11 +87,17 @@ class PairMaker:
         self.device = torch.device(device)
         self.batch_size = int(template.batch_size)
         self.defense = defense_of(template)
+        self.dp = dp_of(template)
         self.model = model_from_update(template, self.device)
         # capture's order: noise is drawn tensor by tensor in the model's parameter order
         self.names = [n for n, _ in self.model.named_parameters() if n in template.update]
         numel = sum(p.numel() for p in self.model.parameters())
-        self.fast = template.kind == "gradient" and self.batch_size == 1 and numel <= VMAP_MAX
+        self.fast = (
+            template.kind == "gradient"
+            and self.batch_size == 1
+            and numel <= VMAP_MAX
+            and self.dp is None  # DP-SGD's clipping and noise: through capture_update
+        )
         if self.fast:
             self._prepare_vmap()
 
@@ -100,6 +125,7 @@ class PairMaker:
             defense=copy.copy(self.defense),
             share_bn_stats=False,
             seed=seed,
+            dp=copy.copy(self.dp),
         )
         update = capture_update(
             self.model,

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from gradinvert.client.aggregate import members_of
 from gradinvert.io.files import _json_field, file_type, load_batch, load_update
 from gradinvert.io.tensorfile import read_header
 from gradinvert.runtime.errors import InvalidInputError
@@ -48,6 +49,13 @@ def _inverter_naming_code(path: Path, metadata: dict[str, str], tensors: dict) -
     }
 
 
+def privacy_lines(defense: list[dict[str, Any]]) -> list[str]:
+    """ε at δ and how it was computed, one line per DP-SGD entry of a defense list."""
+    from gradinvert.client.dpsgd import describe_privacy
+
+    return [describe_privacy(e) for e in defense if e.get("name") == "dp-sgd"]
+
+
 def summarize(path: str | os.PathLike[str]) -> dict[str, Any]:
     """A JSON-ready summary of an update, batch, generator or inverter file.
 
@@ -85,6 +93,8 @@ def summarize(path: str | os.PathLike[str]) -> dict[str, Any]:
                 "loss": update.loss,
                 "local": None if update.local is None else update.local.__dict__,
                 "defense": update.defense,
+                "privacy": privacy_lines(update.defense) or None,
+                "clients": len(members_of(update) or [None]),
                 "threat": update.threat,
                 "bn_stats_layers": len(update.bn_stats),
                 "parameters": sum(t.numel() for t in update.params.values()),

@@ -20,6 +20,10 @@ from gradinvert.runtime.errors import InvalidInputError
 MAX_SIDE = 4096  # input height / width in pixels
 MAX_CLASSES = 1_000_000
 MAX_LOCAL_STEPS = 10_000  # a labels or invert run simulates every step
+MAX_CLIENTS = 10_000  # members of one secure aggregate (an invert run simulates each)
+MAX_ROUNDS = 10_000_000  # FL rounds a DP-SGD budget covers (accounting only)
+MAX_NOISE_MULTIPLIER = 1e6
+MAX_DATASET = 10**12
 
 Positive = Annotated[int, Field(ge=1)]
 Side = Annotated[int, Field(ge=1, le=MAX_SIDE)]
@@ -99,7 +103,81 @@ class NoiseMeta(_Strict):
         return self
 
 
-DefenseEntry = Annotated[PruneMeta | ClipMeta | NoiseMeta, Field(discriminator="name")]
+Text = Annotated[str, Field(max_length=300)]
+
+
+class AccountingMeta(_Strict):
+    """A DP-SGD entry's privacy accounting: ε at δ and the accountant's inputs."""
+
+    accountant: Literal["rdp", "prv"]
+    library: Text | None = None
+    delta: Annotated[float, Field(gt=0, lt=1)]
+    rounds: Annotated[int, Field(ge=1, le=MAX_ROUNDS)]
+    steps: Annotated[int, Field(ge=1, le=MAX_ROUNDS * MAX_LOCAL_STEPS)]
+    dataset_size: Annotated[int, Field(ge=1, le=MAX_DATASET)] | None = None
+    sample_rate: Annotated[float, Field(gt=0, le=1)] | None = None
+    epsilon: NonNegative | None = None
+    sampling: Text | None = None
+    note: Text | None = None
+
+
+class DpSgdMeta(_Strict):
+    """``dp-sgd``: per-example clipping to ``clip``, noise N(0, (z·clip)²), ÷ the step's batch."""
+
+    name: Literal["dp-sgd"]
+    clip: Annotated[float, Field(gt=0)]
+    noise_multiplier: Annotated[float, Field(ge=0, le=MAX_NOISE_MULTIPLIER)]
+    noise_std: NonNegative | None = None
+    per_step_batch: Positive
+    local_steps: Annotated[int, Field(ge=1, le=MAX_LOCAL_STEPS)] = 1
+    clipped_examples: Annotated[int, Field(ge=0)] | None = None
+    examples_seen: Annotated[int, Field(ge=0)] | None = None
+    per_example: Text | None = None
+    noise_seed: Annotated[int, Field(ge=0)] | None = None
+    accounting: AccountingMeta | None = None
+
+
+class SignMeta(_Strict):
+    name: Literal["sign"]
+
+
+class QuantizeMeta(_Strict):
+    name: Literal["quantize"]
+    bits: Annotated[int, Field(ge=2, le=16)]
+    rounding: Literal["stochastic"] = "stochastic"
+    scale: Literal["max"] = "max"
+
+
+class MemberMeta(_Strict):
+    """One client of a secure aggregate: its batch, local training and seed."""
+
+    batch_size: Positive
+    local: LocalMeta | None = None
+    seed: int | None = None
+
+
+class SecureAggregationMeta(_Strict):
+    """``secure-aggregation``: the batch-size-weighted mean of ``clients`` members' updates."""
+
+    name: Literal["secure-aggregation"]
+    clients: Annotated[int, Field(ge=1, le=MAX_CLIENTS)]
+    weighting: Literal["batch-size"] = "batch-size"
+    members: Annotated[list[MemberMeta], Field(max_length=MAX_CLIENTS)]
+
+    @model_validator(mode="after")
+    def _one_member_per_client(self) -> SecureAggregationMeta:
+        if len(self.members) != self.clients:
+            raise ValueError(f"{len(self.members)} members listed for {self.clients} clients")
+        for i, member in enumerate(self.members):
+            if member.local is not None and member.local.batch_size > member.batch_size:
+                raise ValueError(f"member {i}: local batch size exceeds its batch size")
+        return self
+
+
+DefenseEntry = Annotated[
+    PruneMeta | ClipMeta | NoiseMeta | DpSgdMeta | SignMeta | QuantizeMeta | SecureAggregationMeta,
+    Field(discriminator="name"),
+]
 
 
 def _blank_is_none(value: Any) -> Any:
@@ -144,6 +222,22 @@ class UpdateMetadata(BaseModel):
         local, size = self.local, self.batch_size
         if local is not None and size is not None and local.batch_size > size:
             raise ValueError(f"local.batch_size {local.batch_size} exceeds batch_size {size}")
+        problems = []
+        for entry in self.defense:
+            if not isinstance(entry, SecureAggregationMeta):
+                continue
+            total = sum(member.batch_size for member in entry.members)
+            if size is not None and total != size:
+                problems.append(f"the members' batches sum to {total}, batch_size is {size}")
+            if self.kind == "delta" and any(m.local is None for m in entry.members):
+                problems.append("every member of an aggregated delta needs its local training")
+            if self.kind == "delta" and local is not None:
+                for i, member in enumerate(entry.members):
+                    other = member.local
+                    if other is not None and (other.steps, other.lr) != (local.steps, local.lr):
+                        problems.append(f"member {i}: local steps and lr differ from 'local'")
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
 

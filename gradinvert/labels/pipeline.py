@@ -42,6 +42,8 @@ def labels_file(
         log(f"auto chose method {result.method} ({result.details['reason']})")
     else:
         log(f"method {result.method}")
+    for line in result.details.get("assumes", []):
+        log(f"assumes: {line}")
     if truth_labels is not None:
         accuracy = multiset_accuracy(result.labels, truth_labels)
         document["accuracy"] = accuracy

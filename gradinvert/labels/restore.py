@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gradinvert.io.files import UpdateFile
+from gradinvert.labels.assume import label_assumptions, signs_survive
 from gradinvert.labels.layer import LastLayerUpdate, last_layer_update
 from gradinvert.labels.methods import (
     bias_counts,
@@ -129,8 +130,9 @@ def restore_labels(
             + ", ".join(str(d.get("name", d)) for d in update.defense)
             + "): count-based estimates assume an unaltered gradient"
         )
+        details["assumes"] = label_assumptions(update.defense)
     present = None
-    if data.layer.nonnegative_features and not update.defense:
+    if data.layer.nonnegative_features and signs_survive(update.defense):
         present = present_classes(data.grad_w)
     details["presence_test"] = present is not None
     if chosen == "idlg":

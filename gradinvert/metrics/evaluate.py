@@ -208,4 +208,16 @@ def evaluate_batches(
         "recon_count": int(recon.images.shape[0]),
         "truth_count": int(truth.images.shape[0]),
         "warnings": notes,
+        **({} if update is None else _defense_of(update)),
+    }
+
+
+def _defense_of(update: UpdateFile) -> dict[str, Any]:
+    """The attacked update's defenses and privacy budget, for the scores document."""
+    from gradinvert.io.describe import members_of, privacy_lines
+
+    return {
+        "defense": update.defense,
+        "privacy": privacy_lines(update.defense),
+        "clients": len(members_of(update) or [None]),
     }

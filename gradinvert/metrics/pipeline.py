@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from gradinvert.client.aggregate import union_truth
 from gradinvert.config.evaluate import EvaluateSettings
 from gradinvert.io.batch_input import is_batch_path, load_any_batch, load_image_folder
 from gradinvert.io.files import BatchFile, load_update
@@ -62,7 +63,7 @@ def load_pool(sources: list[Path], shape: tuple[int, int, int]) -> torch.Tensor 
 
 def evaluate_files(
     recon_path: Path,
-    truth_path: Path,
+    truth_path: Path | list[Path],
     settings: EvaluateSettings,
     *,
     truth_labels: str | None = None,
@@ -70,17 +71,24 @@ def evaluate_files(
     update_path: Path | None = None,
     log: Log = print,
 ) -> Evaluation:
-    """Score the reconstruction at ``recon_path`` against the truth at ``truth_path``."""
+    """Score the reconstruction at ``recon_path`` against the truth at ``truth_path`` (several
+    paths: their union, in order, e.g. the members of a secure aggregate)."""
     gates = [parse_gate(text) for text in settings.fail_above]
     device = resolve_device(settings.device)
     recon = _read(load_any_batch(recon_path), log)
-    if truth_path.is_dir():
-        shape = tuple(recon.images.shape[1:])
-        truth = _read(load_image_folder(truth_path, truth_labels, shape), log)  # type: ignore[arg-type]
-    elif truth_labels is not None:
-        raise UsageError("--truth-labels is for a --truth folder of images")
-    else:
-        truth = _read(load_any_batch(truth_path), log)
+    truth_paths = truth_path if isinstance(truth_path, list) else [truth_path]
+    if not truth_paths:
+        raise UsageError("--truth is required (the ground truth to score against)")
+    if truth_labels is not None and (len(truth_paths) != 1 or not truth_paths[0].is_dir()):
+        raise UsageError("--truth-labels is for one --truth folder of images")
+    shape = tuple(recon.images.shape[1:])
+    parts = [
+        _read(load_image_folder(path, truth_labels, shape), log)  # type: ignore[arg-type]
+        if path.is_dir()
+        else _read(load_any_batch(path), log)
+        for path in truth_paths
+    ]
+    truth = parts[0] if len(parts) == 1 else union_truth(parts, [str(p) for p in truth_paths])
     update = load_update(update_path) if update_path is not None else None
     pool_images = load_pool(list(pool or []), tuple(truth.images.shape[1:]))  # type: ignore[arg-type]
     scorer, warning = resolve_lpips(
@@ -101,7 +109,10 @@ def evaluate_files(
     )
     if warning:
         result["warnings"].insert(0, warning)
-    result["recon"], result["truth"] = str(recon_path), str(truth_path)
+    result["recon"] = str(recon_path)
+    result["truth"] = (
+        str(truth_paths[0]) if len(truth_paths) == 1 else [str(p) for p in truth_paths]
+    )
     result["update"] = None if update_path is None else str(update_path)
     result["pool"] = [str(p) for p in pool or []]
     tripped = check_gates(result["summary"], gates)

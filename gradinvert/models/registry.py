@@ -17,7 +17,7 @@ from torch import nn
 
 from gradinvert.io.tensorfile import load_pt, read_header, read_tensors
 from gradinvert.models.fit import tensor_problems
-from gradinvert.models.small import ConvNet, LeNet, cifar_resnet18
+from gradinvert.models.small import ConvNet, LeNet, cifar_resnet18, group_norm
 from gradinvert.models.spec import ModelSpec
 from gradinvert.models.trust import require_trusted
 from gradinvert.runtime.errors import InvalidInputError, UsageError
@@ -48,9 +48,35 @@ def _convnet(
     return ConvNet(num_classes, in_channels, width, image_size)
 
 
+@register("convnet-gn")
+def _convnet_gn(
+    num_classes: int, in_channels: int = 3, width: int = 32, image_size: int = 32
+) -> nn.Module:
+    return ConvNet(num_classes, in_channels, width, image_size, norm="group")
+
+
 @register("cifar-resnet18")
 def _cifar_resnet18(num_classes: int) -> nn.Module:
     return cifar_resnet18(num_classes)
+
+
+@register("cifar-resnet18-gn")
+def _cifar_resnet18_gn(num_classes: int) -> nn.Module:
+    return cifar_resnet18(num_classes, norm="group")
+
+
+@register("resnet18-gn")
+def _resnet18_gn(num_classes: int) -> nn.Module:
+    import torchvision.models
+
+    return torchvision.models.resnet18(num_classes=num_classes, norm_layer=group_norm)
+
+
+@register("resnet50-gn")
+def _resnet50_gn(num_classes: int) -> nn.Module:
+    import torchvision.models
+
+    return torchvision.models.resnet50(num_classes=num_classes, norm_layer=group_norm)
 
 
 def torchvision_models() -> list[str]:
@@ -71,7 +97,7 @@ def model_spec(
     """Build the spec for ``arch``, adding the input-dependent arguments some models need."""
     if num_classes < 1:
         raise UsageError("--num-classes must be at least 1")
-    if arch in ("lenet", "convnet"):
+    if arch in ("lenet", "convnet", "convnet-gn"):
         kwargs.setdefault("in_channels", input_shape[0])
         kwargs.setdefault("image_size", input_shape[1])
     spec = ModelSpec(arch, num_classes, kwargs)
@@ -96,7 +122,7 @@ def _factory(arch: str, origin: str | None = None) -> ModelFactory:
 
         return build
     raise UsageError(
-        f"unknown model {arch!r}: use one of lenet, convnet, cifar-resnet18, a torchvision "
+        f"unknown model {arch!r}: use one of {', '.join(sorted(_REGISTRY))}, a torchvision "
         "classifier (resnet18, resnet50, vgg11, ...) or package.module:factory"
     )
 

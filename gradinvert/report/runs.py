@@ -30,6 +30,10 @@ SETTINGS = (
     "noise",
     "clip",
     "prune",
+    "dp_noise_multiplier",
+    "epsilon",
+    "clients",
+    "compression",
     "iterations",
     "seeds",
     "local_steps",
@@ -80,11 +84,30 @@ def _find(value: Any, base: Path) -> Path | None:
     return None
 
 
-def defense_settings(defense: list[dict[str, Any]]) -> dict[str, float]:
-    """noise (std or Laplace scale), clip (max norm) and prune (fraction) of an update; 0: off."""
-    found = {"noise": 0.0, "clip": 0.0, "prune": 0.0}
+def defense_settings(defense: list[dict[str, Any]]) -> dict[str, Any]:
+    """noise (std or Laplace scale), clip (max norm) and prune (fraction) of an update (0: off);
+    DP-SGD's noise multiplier and ε (None: no DP-SGD or ε unknown), the clients of a secure
+    aggregate and the compression (sign or quantize:BITS); None: not used."""
+    found: dict[str, Any] = {
+        "noise": 0.0,
+        "clip": 0.0,
+        "prune": 0.0,
+        "dp_noise_multiplier": None,
+        "epsilon": None,
+        "clients": None,
+        "compression": None,
+    }
     for entry in defense:
         name = entry.get("name")
+        if name == "dp-sgd":
+            found["dp_noise_multiplier"] = entry.get("noise_multiplier")
+            found["epsilon"] = (entry.get("accounting") or {}).get("epsilon")
+        elif name == "secure-aggregation":
+            found["clients"] = entry.get("clients", 1)
+        elif name == "sign":
+            found["compression"] = "sign"
+        elif name == "quantize":
+            found["compression"] = f"quantize:{entry.get('bits')}"
         if name == "noise":
             found["noise"] = float(entry.get("std") or entry.get("scale") or 0.0)
         elif name == "clip":
@@ -113,7 +136,8 @@ def load_run(path: str | os.PathLike[str]) -> Run:
     base = path.parent
     settings: dict[str, Any] = {}
     recon_path = _find(run.scores.get("recon"), base)
-    truth_path = _find(run.scores.get("truth"), base)
+    truths = run.scores.get("truth")
+    truth_paths = [_find(t, base) for t in (truths if isinstance(truths, list) else [truths])]
     update_ref = run.scores.get("update")
     if recon_path is not None:
         try:
@@ -143,12 +167,14 @@ def load_run(path: str | os.PathLike[str]) -> Run:
             run.notes.append(f"update not read: {exc.message}")
     elif update_ref:
         run.notes.append(f"update {update_ref!r} not found: its defense is unknown")
-    if truth_path is not None and run.recon is not None:
+    if all(p is not None for p in truth_paths) and run.recon is not None:
         try:
-            run.truth = load_any_batch(truth_path)[0].images
+            run.truth = torch.cat([load_any_batch(p)[0].images for p in truth_paths])
         except GradinvertError as exc:
             run.notes.append(f"truth not read: {exc.message}")
-    run.files = [path, *(p for p in (recon_path, update_path, truth_path) if p is not None)]
+        except RuntimeError:  # images of different shapes: no grid
+            run.notes.append("truth files of different image shapes: no grid")
+    run.files = [path, *(p for p in (recon_path, update_path, *truth_paths) if p is not None)]
     settings.setdefault("batch_size", run.summary.get("count"))
     run.settings = {key: settings.get(key) for key in SETTINGS}
     return run
@@ -158,4 +184,6 @@ def swept_setting(runs: list[Run]) -> tuple[str | None, list[str]]:
     """The one setting the runs differ in (None when they differ in none or several), and
     every setting that differs."""
     differing = [key for key in SETTINGS if len({repr(r.settings.get(key)) for r in runs}) > 1]
+    if set(differing) == {"dp_noise_multiplier", "epsilon"}:
+        return "epsilon", differing  # ε follows from the noise multiplier: plot against it
     return (differing[0] if len(differing) == 1 else None), differing

@@ -192,9 +192,11 @@ def invert_estimate(
 
     batch = len(labels) if labels else (update.batch_size or 1)
     generator = generator_parameters(config.generator, tuple(update.input.shape))  # type: ignore[arg-type]
-    estimate = estimate_invert(
-        update, update_footprint(update), batch, config.seeds, config.search, generator
-    )
+    footprint = update_footprint(update)
+    estimate = estimate_invert(update, footprint, batch, config.seeds, config.search, generator)
+    extra, why = _defense_bytes(update, footprint.parameters, config)
+    if extra:
+        estimate = Estimate("invert", estimate.bytes + extra, f"{estimate.basis}, {why}")
     if config.inverter and (config.init == "git" or config.inverter_prior):
         from gradinvert.inverter.footprint import estimate_git
         from gradinvert.inverter.store import read_inverter_header
@@ -203,6 +205,23 @@ def invert_estimate(
         basis = f"{estimate.basis}; start: {start.basis}"
         estimate = Estimate("invert", estimate.bytes + start.bytes, basis)
     return estimate
+
+
+def _defense_bytes(update: UpdateFile, params: int, config: AttackConfig) -> tuple[int, str]:
+    """What a secure aggregate's members and DP-SGD's per-example gradients add per seed."""
+    from gradinvert.client.aggregate import members_of
+
+    clients = len(members_of(update) or [None])
+    steps = update.local.steps if update.kind == "delta" and update.local is not None else 1
+    dp = next((e for e in update.defense if e.get("name") == "dp-sgd"), None)
+    per_copy = int(FLOAT * config.seeds * params * PER_SEED_PARAMS)
+    if dp is not None and config.adapt_defense:
+        examples = int(dp.get("per_step_batch", 1))
+        why = f"per-example gradients of {examples} examples × {steps} steps × {clients} clients"
+        return per_copy * examples * steps * clients, why
+    if clients > 1 and update.kind == "delta":
+        return per_copy * steps * (clients - 1), f"{clients} clients' local training"
+    return 0, ""
 
 
 def learn_prior_estimate(
