@@ -61,7 +61,7 @@ from gradinvert.invert.attack import resolve_labels
 from gradinvert.io.files import save_update
 from gradinvert.io.images import load_images
 from gradinvert.models import NORMALIZATIONS, InputSpec, build_model, model_spec
-from gradinvert.priors.learn import LearnPriorConfig, MetaLearner, TaskInfo, learn_prior
+from gradinvert.priors.learn import LearnPriorSettings, MetaLearner, TaskInfo, learn_prior
 from gradinvert.priors.train import render_samples
 
 STREAM = range(0, 1000)
@@ -151,7 +151,7 @@ def learn(folder: Path, counts: list[int], meta_lr: float, args: argparse.Namesp
     """One learn-prior run to the largest count; the generator after each count of tasks."""
     snapshots: Snapshots = {}
     tasks = 1 if args.measure else max(counts)
-    config = LearnPriorConfig(
+    config = LearnPriorSettings(
         tasks=tasks,
         latent_iterations=args.task_latent,
         iterations=args.task_iterations,
@@ -170,7 +170,7 @@ def learn(folder: Path, counts: list[int], meta_lr: float, args: argparse.Namesp
                 flush=True,
             )
 
-    learn_prior([folder / "u*.safetensors"], config, "dcgan", "cpu", on_task=keep)
+    learn_prior([folder / "u*.safetensors"], config, device="cpu", on_task=keep)
     if args.measure:
         print(f"one task: {time.perf_counter() - began:.1f} s", flush=True)
     return snapshots

@@ -55,9 +55,9 @@ from common import RESULTS, SAMPLES, write_result
 
 from gradinvert.client.capture import CaptureConfig, capture_update, local_sgd_delta
 from gradinvert.client.defenses import DefenseConfig
-from gradinvert.config import preset
+from gradinvert.config import TrainInverterSettings, preset
 from gradinvert.invert import run_attack
-from gradinvert.inverter import TrainInverterConfig, estimate, train_inverter
+from gradinvert.inverter import estimate, train_inverter
 from gradinvert.inverter.store import InverterFile, load_inverter, save_inverter
 from gradinvert.io.files import UpdateFile
 from gradinvert.io.images import expand_image_paths, load_images
@@ -195,7 +195,7 @@ def part_lenet(args: argparse.Namespace) -> str:
             count = pairs or int(train_images.shape[0] * 0.9)
             count = 40 if SMOKE else count
             epochs = args.mlp_epochs if arch == "mlp" else args.epochs
-            config = TrainInverterConfig(
+            config = TrainInverterSettings(
                 arch=arch, pairs=count, epochs=epochs, patience=5, augment=augment
             )
             started = time.perf_counter()
@@ -293,7 +293,7 @@ def _resnet_inverter(args: argparse.Namespace, template: UpdateFile, train_image
         stored = load_inverter(saved)
         return stored, saved, stored.training.get("seconds", 0.0)
     pairs = 20 if SMOKE else args.pairs
-    config = TrainInverterConfig(arch="git", pairs=pairs, epochs=args.epochs, patience=3)
+    config = TrainInverterSettings(arch="git", pairs=pairs, epochs=args.epochs, patience=3)
     result = train_inverter(template, train_images, None, config, progress=False)
     save_inverter(saved, result.inverter, template, result.summary)  # not committed (40 MB)
     return as_file(result, template), saved, result.summary["seconds"]
@@ -392,7 +392,7 @@ def part_drift(args: argparse.Namespace) -> str:
     train_images, _ = data["train"]
     template = update_of(model, spec, spec_in, train_images[:1], torch.tensor([0]))
     pairs = 40 if SMOKE else 2430
-    config = TrainInverterConfig(arch="git", pairs=pairs, epochs=args.epochs, patience=5)
+    config = TrainInverterSettings(arch="git", pairs=pairs, epochs=args.epochs, patience=5)
     inverter = as_file(
         train_inverter(template, train_images, None, config, progress=False), template
     )
@@ -485,7 +485,7 @@ def part_corpus(args: argparse.Namespace) -> str:
     for index, (name, train_images) in enumerate(trainings.items()):
         template = update_of(model, spec, spec_in, train_images[:1], torch.tensor([0]))
         count = 40 if SMOKE else int(train_images.shape[0] * 0.9)
-        config = TrainInverterConfig(arch="git", pairs=count, epochs=args.epochs, patience=5)
+        config = TrainInverterSettings(arch="git", pairs=count, epochs=args.epochs, patience=5)
         started = time.perf_counter()
         result = train_inverter(template, train_images, None, config, progress=False)
         seconds = time.perf_counter() - started

@@ -13,6 +13,7 @@ from torch import nn
 from typer.testing import CliRunner
 
 from gradinvert.cli.main import app
+from gradinvert.config import TrainPriorSettings
 from gradinvert.generators import (
     DCGANGenerator,
     dcgan_init_,
@@ -20,7 +21,7 @@ from gradinvert.generators import (
     load_generator_file,
     save_generator,
 )
-from gradinvert.priors import TrainPriorConfig, train_prior
+from gradinvert.priors import train_prior
 from gradinvert.runtime.errors import InvalidInputError, UsageError
 
 runner = CliRunner()
@@ -114,9 +115,11 @@ def test_weights_of_one_upsample_do_not_load_as_another(tmp_path: Path) -> None:
 
 def test_config_refuses_bad_settings_at_once() -> None:
     with pytest.raises(UsageError) as caught:
-        TrainPriorConfig(size=48, upsample="cubic", ngf=0).validate()
+        TrainPriorSettings.build({"size": 48, "upsample": "cubic", "ngf": 0})
     message = caught.value.message
-    assert "--size 48" in message and "--upsample 'cubic'" in message and "--ngf 0" in message
+    assert "--size: Input should be 32 or 64 (got 48)" in message
+    assert "--upsample: Input should be 'transpose', 'nearest' or 'bilinear'" in message
+    assert "--ngf: Input should be greater than or equal to 1 (got 0)" in message
 
 
 @pytest.fixture
@@ -148,7 +151,10 @@ def test_cli_trains_a_resize_convolve_prior_that_loads_back(folder: Path, tmp_pa
 
 @pytest.mark.parametrize(
     ("extra", "needle"),
-    [(("--upsample", "cubic"), "--upsample 'cubic'"), (("--ngf", 0), "--ngf 0")],
+    [
+        (("--upsample", "cubic"), "--upsample: Input should be 'transpose'"),
+        (("--ngf", 0), "--ngf: Input should be greater than or equal to 1"),
+    ],
 )
 def test_cli_refuses_bad_architecture_flags(
     folder: Path, tmp_path: Path, extra: tuple, needle: str
@@ -162,7 +168,7 @@ def test_cli_refuses_bad_architecture_flags(
 def test_a_checkpoint_does_not_resume_another_upsample(folder: Path, tmp_path: Path) -> None:
     ckpt = tmp_path / "run.ckpt"
     tiny = {"size": 32, "epochs": 1, "batch_size": 4, "ngf": 8}
-    train_prior([folder], TrainPriorConfig(**tiny, upsample="nearest"), checkpoint=ckpt)
+    train_prior([folder], TrainPriorSettings(**tiny, upsample="nearest"), checkpoint=ckpt)
     with pytest.raises(UsageError, match="belongs to another run"):
-        train_prior([folder], TrainPriorConfig(**tiny), checkpoint=ckpt, resume=True)
-    assert "upsample" not in TrainPriorConfig(**tiny).fingerprint_fields()
+        train_prior([folder], TrainPriorSettings(**tiny), checkpoint=ckpt, resume=True)
+    assert "upsample" not in TrainPriorSettings(**tiny).fingerprint_fields()

@@ -16,13 +16,12 @@ from typer.testing import CliRunner
 from gradinvert.cli.main import app
 from gradinvert.client.capture import CaptureConfig, capture_update
 from gradinvert.client.defenses import DefenseConfig
-from gradinvert.config import preset
+from gradinvert.config import TrainInverterSettings, preset
 from gradinvert.invert import run_attack
 from gradinvert.invert.engine import InterruptedRun
 from gradinvert.invert.spaces import PixelSpace
 from gradinvert.inverter import (
     PairMaker,
-    TrainInverterConfig,
     build_inverter,
     load_inverter,
     save_inverter,
@@ -36,7 +35,7 @@ from gradinvert.models import build_model, model_spec
 from gradinvert.models.spec import NORMALIZATIONS, InputSpec
 
 runner = CliRunner()
-TINY = TrainInverterConfig(pairs=24, epochs=3, batch=8, val_fraction=0.25, width=8)
+TINY = TrainInverterSettings(pairs=24, epochs=3, batch=8, val_fraction=0.25, width=8)
 
 
 def invoke(*args: object):  # noqa: ANN201
@@ -175,7 +174,7 @@ def test_matched_mse_is_the_best_assignment() -> None:
 def test_training_is_seeded_and_its_validation_loss_falls() -> None:
     images = _images(24)
     template = _capture("lenet", images[:1], [0])
-    config = TrainInverterConfig(pairs=48, epochs=6, batch=8, val_fraction=0.25, width=8, lr=3e-3)
+    config = TrainInverterSettings(pairs=48, epochs=6, batch=8, val_fraction=0.25, width=8, lr=3e-3)
     first = train_inverter(template, images, None, config, progress=False)
     second = train_inverter(template, images, None, config, progress=False)
     a, b = first.inverter.state_dict(), second.inverter.state_dict()

@@ -24,17 +24,18 @@ from gradinvert.invert.spaces import LatentSpace, SharedWeightSpace
 from gradinvert.io.files import LocalTraining, load_batch, save_update
 from gradinvert.models import trust_code
 from gradinvert.priors.learn import (
-    LearnPriorConfig,
+    LearnPriorSettings,
     MetaLearner,
     learn_prior,
     reptile_step,
     task_order,
 )
+from gradinvert.runtime.checkpoint import InterruptedRun
 
 runner = CliRunner()
 TINY = "models_for_tests:tiny_generator"
 CPU = torch.device("cpu")
-FAST = LearnPriorConfig(tasks=3, latent_iterations=3, iterations=3, restarts=2)
+FAST = LearnPriorSettings(generator=TINY, tasks=3, latent_iterations=3, iterations=3, restarts=2)
 
 
 def invoke(*args: object):  # noqa: ANN201
@@ -191,26 +192,24 @@ def test_cli_learns_from_update_files_alone(
 
 def test_resume_equals_an_uninterrupted_run(stream: Path, tmp_path: Path) -> None:
     updates = [stream / "u*.safetensors"]
-    straight = learn_prior(updates, FAST, TINY)
+    straight = learn_prior(updates, FAST)
     ckpt = tmp_path / "run.ckpt"
 
     def stop_after_two(learner: MetaLearner, info: object) -> None:
         if learner.done == 2:
             learner.request_stop()
 
-    from gradinvert.invert.engine import InterruptedRun
-
     with pytest.raises(InterruptedRun, match="--resume"):
-        learn_prior(updates, FAST, TINY, checkpoint=ckpt, on_task=stop_after_two)
+        learn_prior(updates, FAST, checkpoint=ckpt, on_task=stop_after_two)
     assert torch.load(ckpt, weights_only=True)["done"] == 2
-    resumed = learn_prior(updates, FAST, TINY, checkpoint=ckpt, resume=True)
+    resumed = learn_prior(updates, FAST, checkpoint=ckpt, resume=True)
     assert _same(resumed.module.state_dict(), straight.module.state_dict())
     assert resumed.history == straight.history
     # two tasks, then continued to three, is the same run too
     short = tmp_path / "short.ckpt"
-    two = LearnPriorConfig(**{**FAST.__dict__, "tasks": 2})
-    learn_prior(updates, two, TINY, checkpoint=short)
-    more = learn_prior(updates, FAST, TINY, checkpoint=short, resume=True)
+    two = FAST.model_copy(update={"tasks": 2})
+    learn_prior(updates, two, checkpoint=short)
+    more = learn_prior(updates, FAST, checkpoint=short, resume=True)
     assert _same(more.module.state_dict(), straight.module.state_dict())
 
 

@@ -15,7 +15,7 @@ from gradinvert.generators import load_generator, load_generator_file, save_gene
 from gradinvert.invert.spaces import SharedWeightSpace, weight_lr_scales
 from gradinvert.io.files import load_batch, save_update
 from gradinvert.models import UntrustedCodeError, trust_code
-from gradinvert.priors.learn import LearnPriorConfig, learn_prior, run_task
+from gradinvert.priors.learn import LearnPriorSettings, learn_prior, run_task
 from gradinvert.runtime.errors import InvalidInputError
 
 runner = CliRunner()
@@ -59,9 +59,9 @@ def test_a_factory_started_prior_loads_back_and_inverts(stream: Path, tmp_path: 
     assert not torch.equal(state["main.0.weight"], start["main.0.weight"])  # learned weights
     assert loaded.source["factory"] == TINY and loaded.source["file"] == str(out)
     # continuing from the file records the factory again (not the file's path)
-    one = LearnPriorConfig(tasks=1, latent_iterations=2, iterations=2)
+    one = LearnPriorSettings(generator=str(out), tasks=1, latent_iterations=2, iterations=2)
     with trust_code(TINY):
-        again = learn_prior([stream / "u*.safetensors"], one, str(out))
+        again = learn_prior([stream / "u*.safetensors"], one)
     assert again.arch == {"name": "factory", "factory": TINY}
     invert = ["invert", stream / "u0.safetensors", "--attack", "gias", "--latent-iterations", 2,
               "--iterations", 2, "--seeds", 1, "--device", "cpu"]  # fmt: skip
@@ -108,12 +108,12 @@ def test_shared_copy_lr_scale_absolute_by_default_relative_by_rms() -> None:
     base = {n: p.detach().clone() for n, p in generator.module.named_parameters()}
     moves = {}
     for scale in ("absolute", "relative"):
-        config = LearnPriorConfig(  # one Adam step, large enough to stand out of float32
+        config = LearnPriorSettings(  # one Adam step, large enough to stand out of float32
             latent_iterations=2, iterations=1, generator_lr=10.0, generator_lr_scale=scale
         )
         adapted = run_task(generator, update, [0, 1], config, 0, CPU).adapted
         moves[scale] = {n: float((adapted[n] - base[n]).abs().max()) for n in base}
-    assert LearnPriorConfig().generator_lr_scale == "absolute"
+    assert LearnPriorSettings().generator_lr_scale == "absolute"
     rms = weight_lr_scales(base)
     assert rms  # the tiny generator has weight tensors of 2+ dims (and 1-dim BN parameters)
     for name in base:
@@ -138,5 +138,8 @@ def test_cli_generator_lr_scale_is_recorded_and_checked(stream: Path, tmp_path: 
     assert result.exit_code == 0, result.output
     assert load_generator_file(out).training["generator_lr_scale"] == "relative"
     result = invoke(*args, "--generator-lr-scale", "rms")
-    assert result.exit_code == 2 and "--generator-lr-scale 'rms'" in result.output
+    assert (
+        result.exit_code == 2
+        and "--generator-lr-scale: Input should be 'absolute'" in result.output
+    )
     assert load_generator_file(out).training["generator_lr_scale"] == "relative"  # untouched

@@ -19,10 +19,11 @@ from invert_support import make_update, one_thread  # noqa: F401 (fixture)
 from typer.testing import CliRunner
 
 from gradinvert.cli.main import app
+from gradinvert.invert.engine import CHECKPOINT
 from gradinvert.io.files import save_update
 from gradinvert.models import read_state_dict
+from gradinvert.runtime.checkpoint import read_checkpoint
 from gradinvert.runtime.errors import InvalidInputError
-from gradinvert.runtime.runstate import read_checkpoint_file
 
 runner = CliRunner()
 
@@ -59,7 +60,7 @@ def test_library_readers_refuse_it(tmp_path: Path, marker: Path) -> None:
     with pytest.raises(InvalidInputError):
         read_state_dict(path)
     with pytest.raises(InvalidInputError):
-        read_checkpoint_file(path, "gradinvert-invert-checkpoint/2", "invert")
+        read_checkpoint(path, CHECKPOINT)
     assert not marker.exists()
 
 

@@ -18,6 +18,7 @@ from safetensors import safe_open
 from typer.testing import CliRunner
 
 from gradinvert.cli.main import app
+from gradinvert.config import TrainPriorSettings
 from gradinvert.generators import (
     DCGANDiscriminator,
     DCGANGenerator,
@@ -27,7 +28,6 @@ from gradinvert.generators import (
 )
 from gradinvert.priors import (
     PriorTrainer,
-    TrainPriorConfig,
     discriminator_loss,
     generator_loss,
     images_hash,
@@ -99,7 +99,7 @@ def test_discriminator_loss_matches_a_hand_computation() -> None:
 
 def test_losses_move_and_the_generator_learns(folder: Path) -> None:
     seen: list[tuple[float, float]] = []
-    config = TrainPriorConfig(**TINY)
+    config = TrainPriorSettings(**TINY)
     result = train_prior([folder], config, on_step=lambda _t, info: seen.append(
         (info.loss_d, info.loss_g)))  # fmt: skip
     assert len(seen) == 4 and len(result.losses) == 2  # 8 images / batch 4, 2 epochs
@@ -118,7 +118,7 @@ def test_losses_move_and_the_generator_learns(folder: Path) -> None:
 
 
 def test_same_seed_same_weights_other_seed_others(folder: Path) -> None:
-    runs = [train_prior([folder], TrainPriorConfig(**TINY, seed=s)) for s in (3, 3, 4)]
+    runs = [train_prior([folder], TrainPriorSettings(**TINY, seed=s)) for s in (3, 3, 4)]
     states = [r.generator.state_dict() for r in runs]
     assert _same_state(states[0], states[1])
     assert not _same_state(states[0], states[2])
@@ -127,7 +127,7 @@ def test_same_seed_same_weights_other_seed_others(folder: Path) -> None:
 
 def test_image_order_and_duplicates_do_not_matter(folder: Path) -> None:
     files = sorted(folder.iterdir())
-    config = TrainPriorConfig(**{**TINY, "epochs": 1})
+    config = TrainPriorSettings(**{**TINY, "epochs": 1})
     a = train_prior([folder], config)
     b = train_prior([*reversed(files), files[0]], config)
     assert a.training["images_hash"] == b.training["images_hash"]
@@ -152,10 +152,10 @@ def test_images_hash_is_names_and_bytes(folder: Path, tmp_path: Path) -> None:
 
 
 def test_resume_after_epoch_one_equals_the_straight_run(folder: Path, tmp_path: Path) -> None:
-    config = TrainPriorConfig(**TINY)
+    config = TrainPriorSettings(**TINY)
     straight = train_prior([folder], config)
     ckpt = tmp_path / "run.ckpt"
-    first = TrainPriorConfig(**{**TINY, "epochs": 1})
+    first = TrainPriorSettings(**{**TINY, "epochs": 1})
     train_prior([folder], first, checkpoint=ckpt)
     assert torch.load(ckpt, weights_only=True)["epoch"] == 1
     resumed = train_prior([folder], config, checkpoint=ckpt, resume=True)
@@ -166,7 +166,7 @@ def test_resume_after_epoch_one_equals_the_straight_run(folder: Path, tmp_path: 
 
 
 def test_resume_mid_epoch_equals_the_straight_run(folder: Path, tmp_path: Path) -> None:
-    config = TrainPriorConfig(**TINY)
+    config = TrainPriorSettings(**TINY)
     straight = train_prior([folder], config)
     ckpt = tmp_path / "run.ckpt"
 
@@ -179,7 +179,7 @@ def test_resume_mid_epoch_equals_the_straight_run(folder: Path, tmp_path: Path) 
     assert caught.value.exit_code == 130
     state = torch.load(ckpt, weights_only=True)
     assert (state["epoch"], state["epoch_step"], state["step"]) == (1, 1, 3)
-    one_epoch = TrainPriorConfig(**{**TINY, "epochs": 1})  # the checkpoint is past its end
+    one_epoch = TrainPriorSettings(**{**TINY, "epochs": 1})  # the checkpoint is past its end
     with pytest.raises(UsageError, match="give --epochs 2 or more"):
         train_prior([folder], one_epoch, checkpoint=ckpt, resume=True)
     resumed = train_prior([folder], config, checkpoint=ckpt, resume=True)
@@ -284,8 +284,8 @@ def test_cli_resume_refuses_another_runs_checkpoint(folder: Path, tmp_path: Path
     [
         ("empty", 65, "no image files"),
         ("missing", 66, "no such file or folder"),
-        ("size", 2, "--size 48"),
-        ("epochs", 2, "--epochs 0"),
+        ("size", 2, "--size: Input should be 32 or 64"),
+        ("epochs", 2, "--epochs: Input should be greater than or equal to 1"),
         ("corrupt", 65, "cannot decode"),
         ("none", 2, "--images"),
     ],
@@ -313,7 +313,7 @@ def test_cli_bad_input(folder: Path, tmp_path: Path, case: str, code: int, messa
 
 def test_checkpoint_records_the_run(folder: Path, tmp_path: Path) -> None:
     ckpt = tmp_path / "run.ckpt"
-    train_prior([folder], TrainPriorConfig(**{**TINY, "epochs": 1}), checkpoint=ckpt)
+    train_prior([folder], TrainPriorSettings(**{**TINY, "epochs": 1}), checkpoint=ckpt)
     state = torch.load(ckpt, weights_only=True)
     assert {"generator", "discriminator", "opt_g", "opt_d", "data_rng", "noise_rng"} <= set(state)
     assert json.dumps(state["history"])  # plain numbers

@@ -102,7 +102,8 @@ def invert(
     from gradinvert.invert.pipeline import describe_result, invert_file
     from gradinvert.io.files import save_batch
     from gradinvert.io.images import PNG_NAMES, save_pngs
-    from gradinvert.io.outputs import refuse_checkpoint_overwrite, refuse_clobbering
+    from gradinvert.io.outputs import refuse_clobbering
+    from gradinvert.runtime.checkpoint import check_checkpoint_options
 
     if out is None:
         raise UsageError("--out FILE is required (the reconstructed batch file to write)")
@@ -112,9 +113,7 @@ def invert(
         {"--out": out, "--checkpoint": checkpoint},
         {"--png-dir": (png_dir, PNG_NAMES)},
     )  # fmt: skip
-    refuse_checkpoint_overwrite(checkpoint, resume, overwrite_checkpoint)
-    if resume and checkpoint is None:
-        raise UsageError("--resume needs --checkpoint PATH")
+    check_checkpoint_options(checkpoint, resume, overwrite_checkpoint)
     result = invert_file(
         update_path,
         config,

@@ -7,26 +7,10 @@ from typing import Annotated
 
 import typer
 
-from gradinvert.cli.common import (
-    DeviceOption,
-    MaxMemoryOption,
-    ModelFactoryOption,
-    TrustCodeOption,
-    console,
-    handle_errors,
-)
-from gradinvert.io.outputs import refuse_checkpoint_overwrite, refuse_clobbering
-from gradinvert.priors.learn import (
-    LearnPriorConfig,
-    expand_update_paths,
-    labels_path,
-    learn_prior,
-    save_learned_prior,
-)
-from gradinvert.runtime.device import resolve_device
+from gradinvert.cli.common import ModelFactoryOption, TrustCodeOption, console, handle_errors
+from gradinvert.cli.options import with_settings
+from gradinvert.config.learn_prior import LearnPriorSettings
 from gradinvert.runtime.errors import UsageError
-from gradinvert.runtime.memory import learn_prior_estimate
-from gradinvert.runtime.resources import check_memory
 
 HELP = "\n\n".join(
     [
@@ -39,7 +23,7 @@ HELP = "\n\n".join(
         "labels --out` writes) or are restored from the update (as `labels --method auto`).",
         "Per task (one update, drawn in a seeded order: epochs over the list, each a fresh "
         "permutation): --restarts latent searches of --latent-iterations (Adam lr 3e-2, 1 − "
-        "global cosine + TV 1e-6 + --z-norm·||z||₂); the best one's latents fixed, one copy of "
+        "global cosine + --tv·TV + --z-norm·||z||₂); the best one's latents fixed, one copy of "
         "the whole generator shared by the batch is fine-tuned for --iterations (Adam lr 1e-3, "
         "absolute as in the official code; --generator-lr-scale relative steps each weight "
         "tensor by the lr × its RMS, as invert does by default); "
@@ -53,7 +37,9 @@ HELP = "\n\n".join(
         "factory's path, and is used again with --generator pkg.mod:fn --generator-weights "
         "FILE, or with --trust-code: a file never runs code on its own); its 'training' metadata "
         "records the tasks, each update file's SHA-256, the order, the settings and every "
-        "task's final gradient distance.",
+        "task's final gradient distance; its 'config' metadata the settings: `gradinvert inspect "
+        "G.safetensors --print-config > run.toml`, then `learn-prior UPDATES --config run.toml` "
+        "replays the run (options given on the command line override the file).",
         "--samples writes a grid of 64 images from fixed latents every --samples-every tasks. "
         "--checkpoint is written after every task and on Ctrl-C (which abandons the current "
         "task); --resume continues to exactly the weights of an uninterrupted run, and may raise "
@@ -69,6 +55,7 @@ HELP = "\n\n".join(
 
 
 @handle_errors
+@with_settings(LearnPriorSettings)
 def learn_prior_command(
     updates: Annotated[
         list[str] | None,
@@ -76,44 +63,10 @@ def learn_prior_command(
             help="Update files or quoted globs.", metavar="UPDATES...", show_default=False
         ),
     ] = None,
+    *,
     out: Annotated[
         Path | None, typer.Option("--out", help="Generator file to write (.safetensors).")
     ] = None,
-    generator: Annotated[
-        str,
-        typer.Option("--generator", help="Start from: dcgan, a generator file, or module:factory."),
-    ] = "dcgan",
-    generator_weights: Annotated[
-        Path | None,
-        typer.Option(
-            "--generator-weights",
-            help="State dict or generator file loaded into a named or imported --generator.",
-        ),
-    ] = None,
-    tasks: Annotated[int, typer.Option("--tasks", help="Tasks (one update each).")] = 200,
-    latent_iterations: Annotated[
-        int, typer.Option("--latent-iterations", help="Latent-search iterations per task.")
-    ] = 1000,
-    iterations: Annotated[
-        int, typer.Option("--iterations", help="Generator fine-tuning iterations per task.")
-    ] = 500,
-    restarts: Annotated[
-        int, typer.Option("--restarts", help="Restarts of the latent search (best kept).")
-    ] = 1,
-    meta_lr: Annotated[float, typer.Option("--meta-lr", help="Reptile step: Adam lr.")] = 1e-2,
-    z_norm: Annotated[float, typer.Option("--z-norm", help="Weight of the ||z||₂ penalty.")] = 1e-3,
-    latent_lr: Annotated[float, typer.Option("--latent-lr", help="Adam lr of the latents.")] = 3e-2,
-    generator_lr: Annotated[
-        float, typer.Option("--generator-lr", help="Adam lr of the generator copy.")
-    ] = 1e-3,
-    generator_lr_scale: Annotated[
-        str,
-        typer.Option(
-            "--generator-lr-scale",
-            help="absolute (official GIML) or relative (each weight tensor steps by lr × its RMS).",
-        ),
-    ] = "absolute",
-    seed: Annotated[int, typer.Option("--seed", help="Random seed; recorded in the output.")] = 0,
     checkpoint: Annotated[
         Path | None, typer.Option("--checkpoint", help="Save the run state here after every task.")
     ] = None,
@@ -125,17 +78,25 @@ def learn_prior_command(
     samples: Annotated[
         Path | None, typer.Option("--samples", help="PNG grid of 64 generated images.")
     ] = None,
-    samples_every: Annotated[
-        int, typer.Option("--samples-every", help="Rewrite --samples every N tasks.")
-    ] = 10,
     no_progress: Annotated[
         bool, typer.Option("--no-progress", help="No progress bar (one line per task instead).")
     ] = False,
     model: ModelFactoryOption = None,
     trust_code: TrustCodeOption = False,
-    device: DeviceOption = "auto",
-    max_memory: MaxMemoryOption = None,
+    config: LearnPriorSettings,
 ) -> None:
+    from gradinvert.io.outputs import refuse_clobbering
+    from gradinvert.priors.learn import (
+        expand_update_paths,
+        labels_path,
+        learn_prior,
+        save_learned_prior,
+    )
+    from gradinvert.runtime.checkpoint import check_checkpoint_options
+    from gradinvert.runtime.device import resolve_device
+    from gradinvert.runtime.memory import learn_prior_estimate
+    from gradinvert.runtime.resources import check_memory
+
     if not updates:
         raise UsageError(
             "no update files given: learn-prior 'stream/*.safetensors' --out G.safetensors"
@@ -144,42 +105,24 @@ def learn_prior_command(
         raise UsageError("give the generator file to write with --out G.safetensors")
     if out.is_dir():
         raise UsageError(f"--out {out}: is a folder, give a file name")
-    if resume and checkpoint is None:
-        raise UsageError("--resume needs --checkpoint PATH")
-    config = LearnPriorConfig(
-        tasks=tasks,
-        latent_iterations=latent_iterations,
-        iterations=iterations,
-        restarts=restarts,
-        meta_lr=meta_lr,
-        z_norm=z_norm,
-        latent_lr=latent_lr,
-        generator_lr=generator_lr,
-        generator_lr_scale=generator_lr_scale,
-        seed=seed,
-        samples_every=samples_every,
-    )
-    config.validate()
     paths = expand_update_paths(updates)
     refuse_clobbering(
-        [*paths, *map(labels_path, paths), generator],
+        [*paths, *map(labels_path, paths), config.generator, config.generator_weights],
         {"--out": out, "--checkpoint": checkpoint, "--samples": samples},
     )
-    refuse_checkpoint_overwrite(checkpoint, resume, overwrite_checkpoint)
-    torch_device = resolve_device(device)
-    estimate = learn_prior_estimate(paths, config.restarts, generator)
-    check_memory(estimate, max_memory, torch_device)
+    check_checkpoint_options(checkpoint, resume, overwrite_checkpoint)
+    device = resolve_device(config.device)
+    estimate = learn_prior_estimate(paths, config.restarts, config.generator)
+    check_memory(estimate, config.max_memory, device)
     result = learn_prior(
         updates,
         config,
-        generator,
-        torch_device,
+        device=device,
         progress=not no_progress,
         checkpoint=checkpoint,
         resume=resume,
         samples=samples,
         log=lambda message: console.print(message, soft_wrap=True),
-        generator_weights=generator_weights,
     )
     save_learned_prior(result, out)
     training = result.training

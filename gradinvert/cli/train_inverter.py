@@ -5,27 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-import torch
 import typer
 
-from gradinvert.cli.common import (
-    DeviceOption,
-    MaxMemoryOption,
-    ModelFactoryOption,
-    TrustCodeOption,
-    console,
-    handle_errors,
-)
-from gradinvert.inverter import TrainInverterConfig, save_inverter, train_inverter
-from gradinvert.inverter.footprint import estimate_train_inverter
-from gradinvert.inverter.train import PAIRS_CACHE_NAMES
-from gradinvert.io.batch_input import load_client_batch
-from gradinvert.io.files import load_update, read_update_shapes
-from gradinvert.io.outputs import refuse_checkpoint_overwrite, refuse_clobbering
-from gradinvert.models.footprint import check_update_model
-from gradinvert.runtime.device import resolve_device
+from gradinvert.cli.common import ModelFactoryOption, TrustCodeOption, console, handle_errors
+from gradinvert.cli.options import with_settings
+from gradinvert.config.train_inverter import TrainInverterSettings
 from gradinvert.runtime.errors import UsageError
-from gradinvert.runtime.resources import check_memory
 
 HELP = "\n\n".join(
     [
@@ -47,7 +32,9 @@ HELP = "\n\n".join(
         "early stop after --patience epochs without improvement.",
         "--pairs-cache DIR keeps the encoded pairs on disk, keyed by everything that makes "
         "them. --checkpoint is written every epoch and on Ctrl-C (which stops after the current "
-        "step); --resume continues to exactly the weights of an uninterrupted run.",
+        "step); --resume continues to exactly the weights of an uninterrupted run. The inverter "
+        "file records the settings: `gradinvert inspect INV --print-config > run.toml`, then "
+        "`train-inverter TEMPLATE --images DIR --config run.toml` replays the run.",
         "Exit codes: 2 usage (e.g. fewer images than two batches), 65 invalid input (a template "
         "that is not an update file or names code: see --trust-code; a model GIT cannot mirror "
         "is 2), 66 missing input, 69 unavailable device or more memory needed than "
@@ -57,49 +44,26 @@ HELP = "\n\n".join(
 
 
 @handle_errors
+@with_settings(TrainInverterSettings)
 def train_inverter_command(
     template_path: Annotated[
         Path, typer.Argument(help="Template update file (from capture).", metavar="TEMPLATE")
     ],
-    out: Annotated[Path, typer.Option("--out", help="Inverter file to write (.safetensors).")],
+    *,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Inverter file to write (.safetensors).")
+    ] = None,
     images: Annotated[
-        list[Path], typer.Option("--images", help="Auxiliary image files or folders (repeatable).")
-    ],
+        list[Path] | None,
+        typer.Option("--images", help="Auxiliary image files or folders (repeatable)."),
+    ] = None,
     labels: Annotated[
         str | None,
         typer.Option("--labels", help="A JSON map of file names to labels (default: labels.json)."),
     ] = None,
-    size: Annotated[
-        int | None, typer.Option("--size", help="Resize the shorter side and center-crop.")
-    ] = None,
-    arch: Annotated[str, typer.Option("--arch", help="git or mlp.")] = "git",
-    pairs: Annotated[int, typer.Option("--pairs", help="Training pairs.")] = 1000,
-    epochs: Annotated[int, typer.Option("--epochs", help="Passes over the pairs.")] = 20,
-    batch: Annotated[int, typer.Option("--batch", help="Pairs per optimizer step.")] = 32,
-    lr: Annotated[
-        float | None, typer.Option("--lr", help="Adam lr (default: git 1e-3, mlp 1e-4).")
-    ] = None,
-    val_fraction: Annotated[
-        float, typer.Option("--val-fraction", help="Share of the images kept for validation.")
-    ] = 0.1,
-    patience: Annotated[
-        int, typer.Option("--patience", help="Epochs without improvement before stopping.")
-    ] = 5,
-    augment: Annotated[
-        str, typer.Option("--augment", help="Defenses on every pair: noise:0.1,prune:0.99,...")
-    ] = "",
-    width: Annotated[int, typer.Option("--width", help="git: refine-block channels.")] = 32,
-    max_channels: Annotated[
-        int, typer.Option("--max-channels", help="git: project larger layers' ∇W to this many.")
-    ] = 8,
-    hidden: Annotated[int, typer.Option("--hidden", help="mlp: hidden units.")] = 3000,
-    max_inputs: Annotated[
-        int, typer.Option("--max-inputs", help="mlp: count-sketch longer updates to this.")
-    ] = 2**16,
     pairs_cache: Annotated[
         Path | None, typer.Option("--pairs-cache", help="Keep the encoded pairs in this folder.")
     ] = None,
-    seed: Annotated[int, typer.Option("--seed", help="Random seed; recorded in the output.")] = 0,
     checkpoint: Annotated[
         Path | None, typer.Option("--checkpoint", help="Save the run state here every epoch.")
     ] = None,
@@ -113,39 +77,39 @@ def train_inverter_command(
     ] = False,
     model: ModelFactoryOption = None,
     trust_code: TrustCodeOption = False,
-    device: DeviceOption = "auto",
-    max_memory: MaxMemoryOption = None,
+    config: TrainInverterSettings,
 ) -> None:
-    config = TrainInverterConfig(
-        arch=arch,
-        pairs=pairs,
-        epochs=epochs,
-        batch=batch,
-        lr=lr,
-        val_fraction=val_fraction,
-        patience=patience,
-        augment=augment,
-        seed=seed,
-        width=width,
-        max_channels=max_channels,
-        hidden=hidden,
-        max_inputs=max_inputs,
-    )
-    config.validate()
-    if resume and checkpoint is None:
-        raise UsageError("--resume needs --checkpoint PATH")
+    import torch
+
+    from gradinvert.inverter import save_inverter, train_inverter
+    from gradinvert.inverter.footprint import estimate_train_inverter
+    from gradinvert.inverter.train import PAIRS_CACHE_NAMES
+    from gradinvert.io.batch_input import load_client_batch
+    from gradinvert.io.files import load_update, read_update_shapes
+    from gradinvert.io.outputs import refuse_clobbering
+    from gradinvert.models.footprint import check_update_model
+    from gradinvert.runtime.checkpoint import check_checkpoint_options
+    from gradinvert.runtime.device import resolve_device
+    from gradinvert.runtime.resources import check_memory
+
+    if out is None:
+        raise UsageError("--out FILE is required (the inverter file to write)")
+    if not images:
+        raise UsageError("--images DIR_OR_FILE is required (the auxiliary images)")
     refuse_clobbering(
         [template_path, *images, labels],
         {"--out": out, "--checkpoint": checkpoint},
         {"--pairs-cache": (pairs_cache, PAIRS_CACHE_NAMES)},
     )
-    refuse_checkpoint_overwrite(checkpoint, resume, overwrite_checkpoint)
-    torch_device = resolve_device(device)
+    check_checkpoint_options(checkpoint, resume, overwrite_checkpoint)
+    device = resolve_device(config.device)
     shapes = read_update_shapes(template_path)
     check_update_model(shapes)  # before any image is read: a model that cannot be built
-    pixels, label_list, _ = load_client_batch(images, size, labels, log=console.print)
-    estimate = estimate_train_inverter(shapes, config, pixels.shape[0])
-    check_memory(estimate, max_memory, torch_device)
+    say = lambda message: console.print(message, soft_wrap=True)  # noqa: E731
+    pixels, label_list, _ = load_client_batch(images, config.size, labels, log=say)
+    check_memory(
+        estimate_train_inverter(shapes, config, pixels.shape[0]), config.max_memory, device
+    )
     template = load_update(template_path)
     label_tensor = None if label_list is None else torch.tensor(label_list, dtype=torch.long)
     if label_tensor is None:
@@ -163,14 +127,14 @@ def train_inverter_command(
         checkpoint=checkpoint,
         resume=resume,
         progress=not no_progress,
-        log=lambda message: console.print(message, soft_wrap=True),
-        device=torch_device,
+        log=say,
+        device=device,
     )
     summary = result.summary
     summary["template"] = str(template_path)
-    save_inverter(out, result.inverter, template, summary)
+    save_inverter(out, result.inverter, template, summary, config=result.config)
     console.print(
-        f"{arch} inverter: {summary['pairs']} pairs, {summary['epochs_run']} epochs, best "
+        f"{config.arch} inverter: {summary['pairs']} pairs, {summary['epochs_run']} epochs, best "
         f"validation MSE {summary['best_val_mse']:.4g} (epoch {summary['best_epoch']}) -> {out}",
         soft_wrap=True,
     )

@@ -7,14 +7,19 @@ from typing import Annotated
 
 import typer
 
-from gradinvert.cli.common import DeviceOption, MaxMemoryOption, console, handle_errors
-from gradinvert.io.images import expand_image_paths
-from gradinvert.io.outputs import refuse_checkpoint_overwrite, refuse_clobbering
-from gradinvert.priors import TrainPriorConfig, save_prior, train_prior
-from gradinvert.runtime.device import resolve_device
+from gradinvert.cli.common import console, handle_errors
+from gradinvert.cli.options import with_settings
+from gradinvert.config.train_prior import TrainPriorSettings
 from gradinvert.runtime.errors import UsageError
-from gradinvert.runtime.memory import train_prior_estimate
-from gradinvert.runtime.resources import check_memory
+
+
+def parse_betas(text: str) -> list[float]:
+    """``--betas 0.5,0.999`` -> [0.5, 0.999] (how many, and their range, the settings check)."""
+    try:
+        return [float(part) for part in text.split(",")]
+    except ValueError:
+        raise UsageError(f"--betas {text!r}: two numbers, e.g. 0.5,0.999") from None
+
 
 HELP = "\n\n".join(
     [
@@ -22,8 +27,8 @@ HELP = "\n\n".join(
         "attacks.",
         "The standard DCGAN recipe (Radford et al. 2016): images centre-cropped and resized to "
         "--size and scaled to [-1, 1]; per step one discriminator update (binary cross-entropy, "
-        "real vs. fake) and one generator update (non-saturating loss), both Adam (lr 2e-4, "
-        "betas 0.5, 0.999). --images takes files and folders; it may be repeated, and the files "
+        "real vs. fake) and one generator update (non-saturating loss), both Adam (--lr 2e-4, "
+        "--betas 0.5,0.999). --images takes files and folders; it may be repeated, and the files "
         "a shell glob expands to may follow it (--images d/0*.png d/1*.png). The images are "
         "used in the sorted order of their names, whatever order the command line gives.",
         "--upsample picks how the generator doubles its resolution: transpose (default, the "
@@ -35,7 +40,9 @@ HELP = "\n\n".join(
         "The output is a generator file (safetensors) in eval-ready form: weights and BN "
         "running statistics, the architecture, and in its 'training' metadata the number of "
         "images, a SHA-256 of their sorted names and bytes, the settings, the last epoch's mean "
-        "losses and the wall time. --half stores float16 weights (a 32 px DCGAN in about 7 MB). "
+        "losses and the wall time; in its 'config' metadata the settings: `gradinvert inspect "
+        "G.safetensors --print-config > run.toml`, then `train-prior --images DIR --config "
+        "run.toml` replays the run. --half stores float16 weights (a 32 px DCGAN in about 7 MB). "
         "Same images, settings and --seed on CPU give the same weights.",
         "--samples writes a grid of 64 images from fixed latents, rewritten after every epoch. "
         "--checkpoint is written after every epoch and on Ctrl-C (which stops after the current "
@@ -51,12 +58,8 @@ HELP = "\n\n".join(
 
 
 @handle_errors
+@with_settings(TrainPriorSettings, parsers={"betas": parse_betas})
 def train_prior_command(
-    out: Annotated[Path, typer.Option("--out", help="Generator file to write (.safetensors).")],
-    images: Annotated[
-        list[Path] | None,
-        typer.Option("--images", help="Image files or folders (repeatable)."),
-    ] = None,
     more_images: Annotated[
         list[Path] | None,
         typer.Argument(
@@ -65,20 +68,14 @@ def train_prior_command(
             show_default=False,
         ),
     ] = None,
-    size: Annotated[int, typer.Option("--size", help="Image size: 32 or 64 px.")] = 32,
-    epochs: Annotated[int, typer.Option("--epochs", help="Passes over the images.")] = 25,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Images per step.")] = 64,
-    lr: Annotated[float, typer.Option("--lr", help="Adam learning rate (G and D).")] = 2e-4,
-    seed: Annotated[int, typer.Option("--seed", help="Random seed; recorded in the output.")] = 0,
-    upsample: Annotated[
-        str,
-        typer.Option(
-            "--upsample", help="Generator up-stages: transpose, nearest or bilinear (+ 3×3 conv)."
-        ),
-    ] = "transpose",
-    ngf: Annotated[
-        int, typer.Option("--ngf", help="Generator (and discriminator) width; DCGAN: 64.")
-    ] = 64,
+    *,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Generator file to write (.safetensors).")
+    ] = None,
+    images: Annotated[
+        list[Path] | None,
+        typer.Option("--images", help="Image files or folders (repeatable)."),
+    ] = None,
     checkpoint: Annotated[
         Path | None,
         typer.Option("--checkpoint", help="Save the run state here after every epoch."),
@@ -92,48 +89,42 @@ def train_prior_command(
         Path | None,
         typer.Option("--samples", help="PNG grid of 64 generated images (every epoch)."),
     ] = None,
-    half: Annotated[
-        bool, typer.Option("--half", help="Store float16 weights (half the file size).")
-    ] = False,
     no_progress: Annotated[
         bool, typer.Option("--no-progress", help="No progress bar (one line per epoch instead).")
     ] = False,
-    device: DeviceOption = "auto",
-    max_memory: MaxMemoryOption = None,
+    config: TrainPriorSettings,
 ) -> None:
+    from gradinvert.io.images import expand_image_paths
+    from gradinvert.io.outputs import refuse_clobbering
+    from gradinvert.priors.train import save_prior, train_prior
+    from gradinvert.runtime.checkpoint import check_checkpoint_options
+    from gradinvert.runtime.device import resolve_device
+    from gradinvert.runtime.memory import train_prior_estimate
+    from gradinvert.runtime.resources import check_memory
+
     sources = [*(images or []), *(more_images or [])]
     if not sources:
         raise UsageError("give the training images with --images DIR_OR_FILE...")
+    if out is None:
+        raise UsageError("give the generator file to write with --out G.safetensors")
     if out.is_dir():
         raise UsageError(f"--out {out}: is a folder, give a file name")
-    if resume and checkpoint is None:
-        raise UsageError("--resume needs --checkpoint PATH")
     refuse_clobbering(sources, {"--out": out, "--checkpoint": checkpoint, "--samples": samples})
-    refuse_checkpoint_overwrite(checkpoint, resume, overwrite_checkpoint)
-    config = TrainPriorConfig(
-        size=size,
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        seed=seed,
-        ngf=ngf,
-        upsample=upsample,
-    )
-    config.validate()
-    torch_device = resolve_device(device)
+    check_checkpoint_options(checkpoint, resume, overwrite_checkpoint)
+    device = resolve_device(config.device)
     estimate = train_prior_estimate(expand_image_paths(sources), config)
-    check_memory(estimate, max_memory, torch_device)
+    check_memory(estimate, config.max_memory, device)
     result = train_prior(
         sources,
         config,
-        torch_device,
+        device,
         progress=not no_progress,
         checkpoint=checkpoint,
         resume=resume,
         samples=samples,
         log=lambda message: console.print(message, soft_wrap=True),
     )
-    save_prior(result, out, half=half)
+    save_prior(result, out)
     training = result.training
     losses = training["losses"]
     megabytes = out.stat().st_size / 1e6
@@ -142,7 +133,7 @@ def train_prior_command(
         f"epoch{'s' if training['epochs'] != 1 else ''} "
         f"({training['steps']} steps of {training['batch_size']}, {training['seconds']:.0f} s), "
         f"loss_D {losses['d']:.3f}  loss_G {losses['g']:.3f} -> {out} ({megabytes:.1f} MB"
-        f"{', float16' if half else ''})"
+        f"{', float16' if config.half else ''})"
         + (f"; samples -> {samples}" if samples is not None else ""),
         soft_wrap=True,
     )

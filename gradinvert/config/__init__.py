@@ -9,10 +9,13 @@ __all__, __getattr__, __dir__ = lazy_exports(
     {
         "AttackConfig": "attack",
         "InvertSettings": "invert",
+        "LearnPriorSettings": "learn_prior",
         "PRESETS": "attack",
         "Preset": "attack",
         "SCHEMA_VERSION": "base",
         "Settings": "base",
+        "TrainInverterSettings": "train_inverter",
+        "TrainPriorSettings": "train_prior",
         "preset": "attack",
         "preset_table": "attack",
     },

@@ -17,6 +17,14 @@ from gradinvert.runtime.errors import InvalidInputError, MissingInputError, Usag
 SCHEMA_VERSION = 1
 MAX_CONFIG_BYTES = 1_000_000  # a settings file is a page of text; refuse anything far larger
 
+# The --help texts of settings several commands share.
+DEVICE_HELP = "auto (CUDA when present), cpu, cuda or cuda:N."
+MAX_MEMORY_HELP = (
+    "Refuse (exit 69) runs estimated to need more memory than this, e.g. 8GB, 512MiB or none "
+    "(no bound). Default: 80% of the RAM (of the GPU's memory on CUDA)."
+)
+SEED_HELP = "Random seed; recorded in the output."
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover

@@ -10,7 +10,10 @@ from gradinvert.config import (
     import_update,
     invert,
     labels,
+    learn_prior,
     report,
+    train_inverter,
+    train_prior,
 )
 
 __all__ = [
@@ -22,5 +25,8 @@ __all__ = [
     "import_update",
     "invert",
     "labels",
+    "learn_prior",
     "report",
+    "train_inverter",
+    "train_prior",
 ]

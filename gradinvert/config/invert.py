@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 from pydantic import Field, field_validator
 
 from gradinvert.config.attack import PRESETS, AttackConfig
+from gradinvert.config.base import DEVICE_HELP, MAX_MEMORY_HELP
 
 LEARNED = "git"  # one forward pass of a learned inverter: no preset, no iterative settings
 RUN_FIELDS = ("attack", "inverter", "labels", "seed", "device", "max_memory", "checkpoint_every")
@@ -25,12 +26,8 @@ class InvertSettings(AttackConfig):
     labels: list[int] | None = Field(
         None, description="Labels: inline '3,3,7,1' or a labels JSON file."
     )
-    device: str = Field("auto", description="auto (CUDA when present), cpu, cuda or cuda:N.")
-    max_memory: str | None = Field(
-        None,
-        description="Refuse (exit 69) runs estimated to need more memory than this, e.g. 8GB, "
-        "512MiB or none (no bound). Default: 80% of the RAM (of the GPU's memory on CUDA).",
-    )
+    device: str = Field("auto", description=DEVICE_HELP)
+    max_memory: str | None = Field(None, description=MAX_MEMORY_HELP)
     checkpoint_every: int = Field(100, ge=1, description="Iterations between checkpoints.")
 
     @field_validator("attack")

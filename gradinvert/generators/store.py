@@ -1,8 +1,10 @@
 """Generator files: a generator's weights plus how it was built and trained (safetensors).
 
 Tensors ``param.<name>`` and ``buffer.<name>`` (float16 or float32); metadata ``generator``
-(JSON: the architecture's constructor arguments, ``name`` first) and ``training`` (JSON: how the
-weights came about: the command, its settings, the data's size and hash).
+(JSON: the architecture's constructor arguments, ``name`` first), ``training`` (JSON: how the
+weights came about: the command, its settings, the data's size and hash) and, for a file a
+command wrote, ``config`` (JSON: the command's settings, which ``inspect --print-config`` prints
+for a replay).
 """
 
 from __future__ import annotations
@@ -41,8 +43,10 @@ def save_generator(
     arch: dict[str, Any],
     training: dict[str, Any],
     half: bool = False,
+    config: dict[str, Any] | None = None,
 ) -> None:
-    """Write ``module``'s parameters and buffers atomically (``half``: floats as float16)."""
+    """Write ``module``'s parameters and buffers atomically (``half``: floats as float16;
+    ``config``: the settings record of the run that made it)."""
     tensors: dict[str, torch.Tensor] = {}
     for prefix, items in (
         ("param.", module.named_parameters()),
@@ -56,6 +60,8 @@ def save_generator(
     metadata = _common_metadata(FILE_KIND)
     metadata["generator"] = json.dumps(arch, sort_keys=True)
     metadata["training"] = json.dumps(training, sort_keys=True)
+    if config:
+        metadata["config"] = json.dumps(config)
     _save(tensors, metadata, path)
 
 

@@ -18,19 +18,15 @@ import torch
 
 from gradinvert.config.attack import AttackConfig
 from gradinvert.invert.assume import assume_local_training
-from gradinvert.invert.engine import Engine, Progress, fingerprint, read_checkpoint
+from gradinvert.invert.engine import CHECKPOINT, Engine, Progress
 from gradinvert.invert.objectives import select_layers
 from gradinvert.invert.priors import bn_reference
 from gradinvert.invert.simulate import Simulator, Victim, build_victim
 from gradinvert.invert.stages import build_space, plan_stages, weight_latents
 from gradinvert.io.files import BatchFile, UpdateFile, check_labels
+from gradinvert.runtime.checkpoint import check_resume, fingerprint, read_checkpoint
 from gradinvert.runtime.device import rng_devices
-from gradinvert.runtime.errors import (
-    InvalidInputError,
-    MissingInputError,
-    UnavailableError,
-    UsageError,
-)
+from gradinvert.runtime.errors import InvalidInputError, UnavailableError, UsageError
 from gradinvert.runtime.runstate import stderr_progress
 
 if TYPE_CHECKING:
@@ -170,10 +166,7 @@ def run_attack(
     say = log or (lambda _message: None)
     if checkpoint_every < 1:
         raise UsageError("--checkpoint-every must be at least 1")
-    if resume and checkpoint is None:
-        raise UsageError("--resume needs --checkpoint PATH")
-    if resume and not Path(checkpoint).exists():  # type: ignore[arg-type]
-        raise MissingInputError(f"{checkpoint}: no checkpoint to resume from")
+    check_resume(checkpoint, resume)
     recorded = update  # labels are restored from the update as recorded, scale unknown or not
     update, assumed = assume_local_training(update)
     if assumed:
@@ -220,12 +213,12 @@ def run_attack(
         _generator_state(generator),
         start if start is not None else [],
     )
-    saved = read_checkpoint(Path(checkpoint)) if resume else None  # type: ignore[arg-type]
+    saved = read_checkpoint(checkpoint, CHECKPOINT, run_id) if resume else None  # type: ignore[arg-type]
     stages = plan_stages(config)
     first = 0
     if saved is not None:
         names = [stage.name for stage in stages]
-        if saved.get("run_id") != run_id or saved.get("stage") not in names:
+        if saved.get("stage") not in names:
             raise UsageError(
                 f"{checkpoint}: the checkpoint belongs to another run (different update, labels "
                 "or settings); start afresh without --resume or use another --checkpoint path"

@@ -21,13 +21,12 @@ second signal aborts at once.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch.func import grad, grad_and_value, vmap
@@ -43,27 +42,23 @@ from gradinvert.invert.priors import (
 )
 from gradinvert.invert.simulate import Simulator
 from gradinvert.invert.spaces import Params, PixelSpace, SearchSpace
-from gradinvert.io.file_schemas import InvertCheckpoint, validate_checkpoint
+from gradinvert.io.file_schemas import InvertCheckpoint
 from gradinvert.models.spec import InputSpec
-from gradinvert.runtime.errors import ExitCode, GradinvertError, InvalidInputError, one_line
-from gradinvert.runtime.runstate import (
-    Interruptible,
+from gradinvert.runtime.checkpoint import (
+    CheckpointKind,
+    LongRun,
     check_optimizer_state,
-    check_same_run,
     check_tensors_fit,
-    read_checkpoint_file,
-    to_cpu,
-    write_checkpoint,
+    restoring,
 )
+from gradinvert.runtime.checkpoint import InterruptedRun as InterruptedRun  # re-exported
+from gradinvert.runtime.checkpoint import fingerprint as fingerprint  # re-exported
+from gradinvert.runtime.errors import ExitCode, GradinvertError, InvalidInputError
 
-CHECKPOINT_FORMAT = "gradinvert-invert-checkpoint/2"
+CHECKPOINT = CheckpointKind(
+    "invert", "gradinvert-invert-checkpoint/2", InvertCheckpoint, "update, labels or settings"
+)
 MAX_RESETS = 10
-
-
-class InterruptedRun(GradinvertError):
-    """The run was stopped with Ctrl-C (after saving a checkpoint when one was asked for)."""
-
-    exit_code = ExitCode.INTERRUPTED
 
 
 class DivergedError(GradinvertError):
@@ -100,28 +95,6 @@ def lr_at(config: AttackConfig, iteration: int) -> float:
     return config.lr
 
 
-def fingerprint(*parts: Any) -> str:
-    """A hash of run inputs (tensors by value, everything else as JSON)."""
-    digest = hashlib.sha256()
-    for part in parts:
-        if isinstance(part, torch.Tensor):
-            digest.update(str((part.dtype, tuple(part.shape))).encode())
-            digest.update(
-                part.detach().cpu().reshape(-1).contiguous().view(torch.uint8).numpy().tobytes()
-            )
-        elif (
-            isinstance(part, dict)
-            and part
-            and all(isinstance(v, torch.Tensor) for v in part.values())
-        ):
-            for key in sorted(part):
-                digest.update(key.encode())
-                digest.update(fingerprint(part[key]).encode())
-        else:
-            digest.update(json.dumps(part, sort_keys=True, default=str).encode())
-    return digest.hexdigest()
-
-
 @dataclass
 class Progress:
     """What a progress display needs after each iteration."""
@@ -133,8 +106,10 @@ class Progress:
 
 
 @dataclass
-class Engine(Interruptible):
+class Engine(LongRun):
     """State and loop of one inversion run (see the module docstring)."""
+
+    checkpoint_kind: ClassVar[CheckpointKind] = CHECKPOINT
 
     simulator: Simulator
     config: AttackConfig
@@ -189,6 +164,7 @@ class Engine(Interruptible):
         self._seed_grad = seed_grad
         self.group_start = round(config.group_start * config.iterations)
         self.registration_start = round(config.registration_start * config.iterations)
+        self.checkpoint_every = 100
 
     # ------------------------------------------------------------------ state
 
@@ -449,45 +425,36 @@ class Engine(Interruptible):
         on_iteration: Callable[[Engine, Progress], None] | None = None,
     ) -> None:
         """Iterate until ``config.iterations``; checkpoint every N and on Ctrl-C."""
-        total = self.config.iterations
-        with self._signals_stop():
-            while self.iteration < total:
-                self.step()
-                if checkpoint is not None and (
-                    self.iteration % checkpoint_every == 0 or self.iteration == total
-                ):
-                    self.save(checkpoint)
-                if on_iteration is not None:
-                    best = int(torch.nan_to_num(self.last_total, nan=math.inf).argmin())
-                    on_iteration(
-                        self,
-                        Progress(
-                            self.iteration,
-                            total,
-                            float(self.last_total[best]),
-                            float(self.last_distance[best]),
-                        ),
-                    )
-                if self._stop and self.iteration < total:
-                    if checkpoint is not None:
-                        self.save(checkpoint)
-                        raise InterruptedRun(
-                            f"interrupted at iteration {self.iteration}/{total}; checkpoint "
-                            f"saved to {checkpoint}: rerun the same command with --resume"
-                        )
-                    raise InterruptedRun(
-                        f"interrupted at iteration {self.iteration}/{total} "
-                        "(no --checkpoint given, nothing saved)"
-                    )
+        self.checkpoint_every = checkpoint_every
+        self.run_steps(checkpoint, on_iteration)
+
+    def finished(self) -> bool:
+        return self.iteration >= self.config.iterations
+
+    def advance(self) -> Progress:
+        self.step()
+        best = int(torch.nan_to_num(self.last_total, nan=math.inf).argmin())
+        return Progress(
+            self.iteration,
+            self.config.iterations,
+            float(self.last_total[best]),
+            float(self.last_distance[best]),
+        )
+
+    def checkpoint_due(self) -> bool:
+        return self.iteration % self.checkpoint_every == 0 or self.finished()
+
+    def position(self) -> int:
+        return self.iteration
+
+    def where(self) -> str:
+        return f"at iteration {self.iteration}/{self.config.iterations}"
 
     # ------------------------------------------------------------------ checkpoints
 
-    def state_dict(self) -> dict[str, Any]:
-        """Everything needed to continue exactly where the run is (CPU tensors)."""
-
+    def payload(self) -> dict[str, Any]:
+        """Everything needed to continue exactly where the run is."""
         state = {
-            "format": CHECKPOINT_FORMAT,
-            "run_id": self.run_id,
             "stage": self.stage,
             "iteration": self.iteration,
             "params": dict(self.params),
@@ -503,12 +470,10 @@ class Engine(Interruptible):
         }
         if self.device.type == "cuda":
             state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
-        return to_cpu(state)
+        return state
 
-    def load_state_dict(self, state: dict[str, Any], source: str = "checkpoint") -> None:
-        """Continue from :meth:`state_dict`; refuses a checkpoint of another run."""
-        validate_checkpoint(InvertCheckpoint, source, state, CHECKPOINT_FORMAT, "invert")
-        check_same_run(state, self.run_id, source, "update, labels or settings")
+    def restore(self, state: dict[str, Any], source: str) -> None:
+        """Continue from a checked :meth:`payload` of this run (and stage)."""
         if state.get("stage") != self.stage:
             raise InvalidInputError(
                 f"{source}: the checkpoint is of stage {state.get('stage')!r}, not {self.stage!r}"
@@ -536,17 +501,13 @@ class Engine(Interruptible):
         targets = state.get("targets")
         self.targets = None if targets is None else targets.to(device)
         self.optimizer = optimizer
-        try:
+        with restoring(source):
             self.optimizer.load_state_dict(state["optimizer"])
             self.cpu_rng.set_state(state["cpu_rng"])
             self.device_rng.set_state(state["device_rng"])
             torch.set_rng_state(state["torch_rng"])
             if device.type == "cuda" and state.get("cuda_rng") is not None:
                 torch.cuda.set_rng_state(state["cuda_rng"], device)
-        except (KeyError, RuntimeError, ValueError, TypeError) as exc:
-            raise InvalidInputError(
-                f"{source}: damaged checkpoint ({one_line(str(exc))})"
-            ) from None
         self.iteration = int(state["iteration"])
         self.resets = [int(r) for r in state["resets"]]
         self.history = json.loads(state.get("history", "[]"))
@@ -556,16 +517,3 @@ class Engine(Interruptible):
         if self.label_logits is not None:
             with torch.no_grad():
                 self.label_logits.copy_(logits.to(self.device))
-
-    def save(self, path: Path) -> None:
-        """Write a checkpoint atomically (``torch.save``; read back with ``weights_only``)."""
-        write_checkpoint(path, self.state_dict())
-
-    def load(self, path: Path) -> None:
-        """Read a checkpoint written by :meth:`save` and continue from it."""
-        self.load_state_dict(read_checkpoint(path), str(path))
-
-
-def read_checkpoint(path: Path) -> dict[str, Any]:
-    """A checkpoint written by :meth:`Engine.save` (read as an untrusted ``.pt`` file)."""
-    return read_checkpoint_file(path, CHECKPOINT_FORMAT, "invert")

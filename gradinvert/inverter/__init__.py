@@ -8,7 +8,6 @@ __all__, __getattr__, __dir__ = lazy_exports(
         "Inverter": "base",
         "InverterFile": "store",
         "PairMaker": "pairs",
-        "TrainInverterConfig": "train",
         "build_inverter": "store",
         "check_compatible": "apply",
         "estimate": "apply",

@@ -27,7 +27,7 @@ from gradinvert.runtime.memory import FLOAT, UNKNOWN_ACTIVATIONS, _millions, fil
 from gradinvert.runtime.resources import Estimate
 
 if TYPE_CHECKING:
-    from gradinvert.inverter.train import TrainInverterConfig
+    from gradinvert.config.train_inverter import TrainInverterSettings
 
 STEP_COPIES = 3  # a training step keeps the forward activations and their gradients
 
@@ -76,7 +76,7 @@ def estimate_git(update: UpdateFile, head: InverterHeader) -> Estimate:
 
 
 def estimate_train_inverter(
-    template: UpdateFile, config: TrainInverterConfig, images: int
+    template: UpdateFile, config: TrainInverterSettings, images: int
 ) -> Estimate:
     """The memory ``train-inverter`` needs for ``template`` (shapes will do) and ``images``
     auxiliary images; builds the inverter on the meta device."""

@@ -4,7 +4,8 @@ Safetensors with tensors ``state.<name>`` (the inverter's learned weights and fi
 projections), ``template.param.<name>`` / ``template.buffer.<name>`` (the global model the
 training pairs were made with) and metadata ``inverter`` (architecture and its settings),
 ``template`` (model, input, update kind, BN mode, batch size, local training, defenses, the
-weights' hash) and ``training`` (the run's settings and summary).
+weights' hash), ``training`` (the run's settings and summary) and ``config`` (the
+``train-inverter`` settings, which ``inspect --print-config`` prints for a replay).
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from typing import Any
 
 import torch
 
-from gradinvert.invert.engine import fingerprint
 from gradinvert.inverter.base import Inverter
 from gradinvert.io.file_schemas import InverterMetadata, validate_inverter_metadata
 from gradinvert.io.files import LocalTraining, UpdateFile, _common_metadata, _require_schema, _save
@@ -27,6 +27,7 @@ from gradinvert.models.fit import tensor_problems
 from gradinvert.models.footprint import meta_model, on_meta
 from gradinvert.models.restore import model_from_update
 from gradinvert.models.spec import InputSpec, ModelSpec
+from gradinvert.runtime.checkpoint import fingerprint
 from gradinvert.runtime.errors import GradinvertError, InvalidInputError, UsageError, one_line
 
 FILE_KIND = "inverter"
@@ -98,8 +99,10 @@ def save_inverter(
     inverter: Inverter,
     template: UpdateFile,
     training: dict[str, Any],
+    config: dict[str, Any] | None = None,
 ) -> None:
-    """Write an inverter file atomically."""
+    """Write an inverter file atomically (``config``: the settings record of the run that
+    made it)."""
     tensors = {f"state.{k}": v for k, v in inverter.state_dict().items()}
     tensors.update({f"template.param.{k}": v for k, v in template.params.items()})
     tensors.update({f"template.buffer.{k}": v for k, v in template.buffers.items()})
@@ -111,6 +114,8 @@ def save_inverter(
     )
     metadata["template"] = json.dumps(template_record(template), sort_keys=True)
     metadata["training"] = json.dumps(training, sort_keys=True)
+    if config:
+        metadata["config"] = json.dumps(config)
     _save(tensors, metadata, path)
 
 

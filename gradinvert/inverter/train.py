@@ -16,43 +16,47 @@ saves and exits 130 (143).
 from __future__ import annotations
 
 import copy
-import dataclasses
 import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from scipy.optimize import linear_sum_assignment
 
 from gradinvert.client.defenses import DefenseConfig, apply_defenses
-from gradinvert.invert.engine import InterruptedRun, fingerprint
+from gradinvert.config.train_inverter import TrainInverterSettings
 from gradinvert.inverter.base import Inverter, Tensors, stack_encoded
 from gradinvert.inverter.pairs import PairMaker, chunks
-from gradinvert.inverter.store import ARCHES, build_inverter, template_record
+from gradinvert.inverter.store import build_inverter, template_record
 from gradinvert.io.atomic import make_folder
-from gradinvert.io.file_schemas import TrainInverterCheckpoint, validate_checkpoint
+from gradinvert.io.file_schemas import TrainInverterCheckpoint
 from gradinvert.io.files import UpdateFile, _save, read_safetensors
-from gradinvert.runtime.errors import InvalidInputError, MissingInputError, UsageError, one_line
-from gradinvert.runtime.runstate import (
-    Interruptible,
+from gradinvert.runtime.checkpoint import (
+    CheckpointKind,
+    LongRun,
     check_optimizer_state,
-    check_same_run,
+    check_resume,
     check_tensors_fit,
+    fingerprint,
     is_permutation,
-    read_checkpoint_file,
-    stderr_progress,
-    to_cpu,
-    write_checkpoint,
+    restoring,
 )
+from gradinvert.runtime.errors import InvalidInputError, UsageError
+from gradinvert.runtime.runstate import stderr_progress
 
-CHECKPOINT_FORMAT = "gradinvert-train-inverter-checkpoint/1"
+CHECKPOINT = CheckpointKind(
+    "train-inverter",
+    "gradinvert-train-inverter-checkpoint/1",
+    TrainInverterCheckpoint,
+    "template, images or settings",
+)
 PAIRS_CACHE_NAMES = r"pairs-[0-9a-f]{16}\.safetensors"  # the files a --pairs-cache folder holds
-DEFAULT_LR = {"git": 1e-3, "mlp": 1e-4}
 AUGMENT_KINDS = ("noise", "laplace", "prune", "clip")
 AUGMENT_SEED_OFFSET = 1_000_003  # augmentation noise draws apart from the template's defenses
+TRAINING_ONLY = ("epochs", "batch", "lr", "patience")  # settings that do not change the pairs
 Log = Callable[[str], None]
 
 
@@ -77,50 +81,6 @@ def parse_augment(text: str) -> DefenseConfig:
             config.clip = amount
     config.validate()
     return config
-
-
-@dataclass
-class TrainInverterConfig:
-    """Settings of one ``train-inverter`` run (defaults: what a 2-core CPU trains in minutes)."""
-
-    arch: str = "git"
-    pairs: int = 1000  # training pairs (the validation set adds val_fraction of this)
-    epochs: int = 20
-    batch: int = 32  # pairs per optimizer step
-    lr: float | None = None  # default: git 1e-3, mlp 1e-4 (LTI)
-    val_fraction: float = 0.1
-    patience: int = 5
-    augment: str = ""
-    seed: int = 0
-    width: int = 32  # git: hidden channels of its refine blocks
-    max_channels: int = 8  # git: larger layers are read through a projection to this many
-    hidden: int = 3000  # mlp: hidden units (LTI: 3000)
-    max_inputs: int = 2**16  # mlp: longer updates are count-sketched to this length
-
-    def validate(self) -> None:
-        problems = []
-        if self.arch not in ARCHES:
-            problems.append(f"--arch {self.arch!r}: choose one of {', '.join(ARCHES)}")
-        for name in ("pairs", "epochs", "batch", "patience", "width", "max_channels", "hidden"):
-            if getattr(self, name) < 1:
-                problems.append(f"--{name.replace('_', '-')} must be at least 1")
-        if not 0.0 < self.val_fraction < 1.0:
-            problems.append("--val-fraction must be between 0 and 1")
-        if self.lr is not None and not self.lr > 0:
-            problems.append("--lr must be positive")
-        if self.max_inputs < 16:
-            problems.append("--max-inputs must be at least 16")
-        if problems:
-            raise UsageError("; ".join(problems))
-        parse_augment(self.augment)
-
-    def learning_rate(self) -> float:
-        return self.lr if self.lr is not None else DEFAULT_LR[self.arch]
-
-    def inverter_settings(self) -> dict[str, Any]:
-        if self.arch == "git":
-            return {"width": self.width, "max_channels": self.max_channels, "seed": self.seed}
-        return {"hidden": self.hidden, "max_inputs": self.max_inputs, "seed": self.seed}
 
 
 @dataclass
@@ -215,11 +175,13 @@ class EpochInfo:
 
 
 @dataclass
-class InverterTrainer(Interruptible):
+class InverterTrainer(LongRun):
     """The training loop of one run (see the module docstring)."""
 
+    checkpoint_kind: ClassVar[CheckpointKind] = CHECKPOINT
+
     inverter: Inverter
-    config: TrainInverterConfig
+    config: TrainInverterSettings
     train: PairSet
     val: PairSet
     run_id: str = ""
@@ -296,80 +258,57 @@ class InverterTrainer(Interruptible):
         on_step: Callable[[InverterTrainer, EpochInfo], None] | None = None,
     ) -> None:
         """Train until the last epoch or early stopping; checkpoint every epoch and on Ctrl-C."""
-        with self._signals_stop():
-            while not self.finished():
-                loss = self.train_step()
-                self.losses.append(loss)
-                val = None
-                if self.step == self.steps_per_epoch:
-                    val = self._end_epoch()
-                    if checkpoint is not None:
-                        self.save(checkpoint)
-                if on_step is not None:
-                    steps = self.steps_per_epoch
-                    on_step(self, EpochInfo(self.epoch, self.step, steps, loss, val))
-                if self._stop and not self.finished():
-                    if checkpoint is not None:
-                        self.save(checkpoint)
-                        raise InterruptedRun(
-                            f"interrupted in epoch {self.epoch + 1}; checkpoint saved to "
-                            f"{checkpoint}: rerun the same command with --resume"
-                        )
-                    raise InterruptedRun(
-                        f"interrupted in epoch {self.epoch + 1} (no --checkpoint given, nothing "
-                        "saved)"
-                    )
+        self.run_steps(checkpoint, on_step)
         self.inverter.load_state_dict(self.best_state)
 
-    def state_dict(self) -> dict[str, Any]:
-        return to_cpu(
-            {
-                "format": CHECKPOINT_FORMAT,
-                "run_id": self.run_id,
-                "epoch": self.epoch,
-                "step": self.step,
-                "order": self.order,
-                "losses": list(self.losses),
-                "inverter": self.inverter.state_dict(),
-                "optimizer": self.optimizer.state_dict(),
-                "best_state": self.best_state,
-                "best_val": self.best_val,
-                "best_epoch": self.best_epoch,
-                "history": [dict(h) for h in self.history],
-                "rng": self.rng.get_state(),
-            }
-        )
+    def advance(self) -> EpochInfo:
+        loss = self.train_step()
+        self.losses.append(loss)
+        val = self._end_epoch() if self.step == self.steps_per_epoch else None
+        return EpochInfo(self.epoch, self.step, self.steps_per_epoch, loss, val)
 
-    def load_state_dict(self, state: dict[str, Any], source: str) -> None:
-        schema = TrainInverterCheckpoint
-        validate_checkpoint(schema, source, state, CHECKPOINT_FORMAT, "train-inverter")
-        check_same_run(state, self.run_id, source, "template, images or settings")
+    def checkpoint_due(self) -> bool:
+        return self.step == 0  # the step ended an epoch
+
+    def position(self) -> tuple[int, int]:
+        return self.epoch, self.step
+
+    def where(self) -> str:
+        return f"in epoch {self.epoch + 1}"
+
+    def payload(self) -> dict[str, Any]:
+        """Everything needed to continue exactly where the run is."""
+        return {
+            "epoch": self.epoch,
+            "step": self.step,
+            "order": self.order,
+            "losses": list(self.losses),
+            "inverter": self.inverter.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "best_state": self.best_state,
+            "best_val": self.best_val,
+            "best_epoch": self.best_epoch,
+            "history": [dict(h) for h in self.history],
+            "rng": self.rng.get_state(),
+        }
+
+    def restore(self, state: dict[str, Any], source: str) -> None:
+        """Continue from a checked :meth:`payload` of this run."""
         live = self.inverter.state_dict()
         check_tensors_fit(source, state["inverter"], live, "the inverter's weights")
         check_tensors_fit(source, state["best_state"], live, "the best epoch's weights")
         check_optimizer_state(source, self.optimizer, state["optimizer"])
         if not is_permutation(state["order"], len(self.train)):
             raise InvalidInputError(f"{source}: the checkpoint's pair order does not fit")
-        try:
+        with restoring(source):
             self.inverter.load_state_dict(state["inverter"])
             self.optimizer.load_state_dict(state["optimizer"])
             self.rng.set_state(state["rng"])
-        except (KeyError, RuntimeError, ValueError, TypeError) as exc:
-            raise InvalidInputError(
-                f"{source}: damaged checkpoint ({one_line(str(exc))})"
-            ) from None
         self.best_state = state["best_state"]
         self.epoch, self.step = int(state["epoch"]), int(state["step"])
         self.order, self.losses = state["order"], list(state["losses"])
         self.best_val, self.best_epoch = float(state["best_val"]), int(state["best_epoch"])
         self.history = [dict(h) for h in state["history"]]
-
-    def save(self, path: Path) -> None:
-        write_checkpoint(path, self.state_dict())
-
-    def load(self, path: Path) -> None:
-        state = read_checkpoint_file(path, CHECKPOINT_FORMAT, "train-inverter")
-        self.load_state_dict(state, str(path))
 
 
 @dataclass
@@ -378,6 +317,7 @@ class TrainInverterResult:
 
     inverter: Inverter
     summary: dict[str, Any]
+    config: dict[str, Any] = field(default_factory=dict)  # the settings (Settings.record())
 
 
 def _cached_pairs(path: Path) -> tuple[PairSet, PairSet]:
@@ -402,7 +342,7 @@ def train_inverter(
     template: UpdateFile,
     images: torch.Tensor,
     labels: torch.Tensor | None,
-    config: TrainInverterConfig,
+    config: TrainInverterSettings,
     *,
     pairs_cache: Path | None = None,
     checkpoint: Path | None = None,
@@ -417,12 +357,9 @@ def train_inverter(
     ``labels``: the images' labels, or None to draw each pair's labels uniformly over the
     classes (seeded). The result's summary records the run for the inverter file.
     """
-    config.validate()
+    config = TrainInverterSettings.model_validate(config.model_dump())  # a validated private copy
     say = log or (lambda _message: None)
-    if resume and checkpoint is None:
-        raise UsageError("--resume needs --checkpoint PATH")
-    if resume and not Path(checkpoint).exists():  # type: ignore[arg-type]
-        raise MissingInputError(f"{checkpoint}: no checkpoint to resume from")
+    check_resume(checkpoint, resume)
     batch = int(template.batch_size or 0)
     shape = tuple(template.input.shape)
     if tuple(images.shape[1:]) != shape:
@@ -444,11 +381,10 @@ def train_inverter(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         inverter = build_inverter(config.arch, template, config.inverter_settings())
-    pair_fields = dataclasses.asdict(config)
-    for name in ("epochs", "batch", "lr", "patience"):
-        pair_fields.pop(name)
+    training = config.training_fields()
+    pair_fields = {k: v for k, v in training.items() if k not in TRAINING_ONLY}
     pairs_key = fingerprint(template_record(template), images, labels, pair_fields)
-    run_id = fingerprint(pairs_key, dataclasses.asdict(config))
+    run_id = fingerprint(pairs_key, training)
     cache_file = None if pairs_cache is None else Path(pairs_cache) / f"pairs-{pairs_key[:16]}"
     if cache_file is not None:
         cache_file = cache_file.with_suffix(".safetensors")
@@ -489,7 +425,7 @@ def train_inverter(
             bar.close()
     summary = {
         "arch": config.arch,
-        "config": dataclasses.asdict(config),
+        "config": training,
         "pairs": len(train),
         "val_pairs": len(val),
         "images": {"count": int(images.shape[0]), "train": int(train_idx.numel())},
@@ -502,7 +438,7 @@ def train_inverter(
         "pair_seconds": round(made, 2),
         "seconds": round(time.perf_counter() - started, 2),
     }
-    return TrainInverterResult(inverter.cpu().eval(), summary)
+    return TrainInverterResult(inverter.cpu().eval(), summary, config.record())
 
 
 def _generate(
@@ -511,7 +447,7 @@ def _generate(
     images: torch.Tensor,
     labels: torch.Tensor,
     split: tuple[torch.Tensor, torch.Tensor],
-    config: TrainInverterConfig,
+    config: TrainInverterSettings,
     val_pairs: int,
     progress: bool,
     device: torch.device,
@@ -550,7 +486,7 @@ class _ProgressBar:
     def __init__(
         self,
         inner: Callable[[InverterTrainer, EpochInfo], None] | None,
-        config: TrainInverterConfig,
+        config: TrainInverterSettings,
         trainer: InverterTrainer,
     ) -> None:
         self.inner = inner

@@ -257,7 +257,8 @@ def validate_label_map(source: str, data: Any) -> dict[str, int]:
 # ---------------------------------------------------------------- checkpoints
 # A checkpoint is a .pt file (read by tensorfile.load_pt: sizes checked against stored bytes);
 # its schema fixes every field's type, and its tensors' shapes are then compared with the run's
-# own state (runstate.check_tensors_fit, check_optimizer_state) before any value is loaded.
+# own state (runtime.checkpoint.check_tensors_fit, check_optimizer_state) before any value is
+# loaded.
 
 Tensor = InstanceOf[torch.Tensor]
 Count = Annotated[int, Field(ge=0, lt=2**62)]

@@ -7,7 +7,6 @@ __all__, __getattr__, __dir__ = lazy_exports(
     {
         "PriorTrainer": "train",
         "StepInfo": "train",
-        "TrainPriorConfig": "train",
         "TrainPriorResult": "train",
         "discriminator_loss": "train",
         "generator_loss": "train",

@@ -31,7 +31,6 @@ iteration, the checkpoint of the last finished task is written when one was aske
 
 from __future__ import annotations
 
-import dataclasses
 import glob
 import hashlib
 import json
@@ -41,101 +40,45 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
-from gradinvert.config.attack import AttackConfig, preset
+from gradinvert.config.learn_prior import LearnPriorSettings
 from gradinvert.generators import Generator, arch_record, load_generator, save_generator
 from gradinvert.invert.attack import _hand_over, _prepare, check_update, resolve_labels
-from gradinvert.invert.engine import Engine, InterruptedRun, fingerprint
+from gradinvert.invert.engine import Engine
 from gradinvert.invert.spaces import LatentSpace, SearchSpace, SharedWeightSpace
 from gradinvert.invert.stages import Stage, plan_stages
-from gradinvert.io.file_schemas import LearnPriorCheckpoint, validate_checkpoint
+from gradinvert.io.file_schemas import LearnPriorCheckpoint
 from gradinvert.io.files import UpdateFile, load_update, parse_labels
 from gradinvert.priors.train import SAMPLE_COUNT, canonical_images, images_hash, render_samples
 from gradinvert.report.grid import save_png
-from gradinvert.runtime.errors import InvalidInputError, MissingInputError, UsageError
-from gradinvert.runtime.runstate import (
-    Interruptible,
+from gradinvert.runtime.checkpoint import (
+    CheckpointKind,
+    InterruptedRun,
+    LongRun,
     check_optimizer_state,
+    check_resume,
     check_tensors_fit,
-    load_checkpoint,
-    stderr_progress,
-    to_cpu,
-    write_checkpoint,
+    fingerprint,
+    restoring,
 )
+from gradinvert.runtime.errors import InvalidInputError, MissingInputError, UsageError
+from gradinvert.runtime.runstate import stderr_progress
 
-CHECKPOINT_FORMAT = "gradinvert-learn-prior-checkpoint/1"
+CHECKPOINT = CheckpointKind(
+    "learn-prior",
+    "gradinvert-learn-prior-checkpoint/1",
+    LearnPriorCheckpoint,
+    "updates, starting generator or settings",
+)
 RECIPE = "GIML (Jeon et al. 2021): latent search, shared-copy fine-tuning, Reptile"
 META_GRADIENT = "2(θ − θ′): Adam on ||θ′ − θ||²"
 LABELS_SUFFIX = ".labels.json"
 GLOB_CHARS = set("*?[")
-LR_SCALES = ("absolute", "relative")
 
 Log = Callable[[str], None]
-
-
-# ---------------------------------------------------------------------- configuration
-
-
-@dataclass
-class LearnPriorConfig:
-    """Settings of one ``learn-prior`` run (defaults: the official GIML run)."""
-
-    tasks: int = 200
-    latent_iterations: int = 1000
-    iterations: int = 500  # generator fine-tuning iterations per task
-    restarts: int = 1  # K restarts of the latent search
-    meta_lr: float = 1e-2
-    z_norm: float = 1e-3
-    latent_lr: float = 3e-2
-    generator_lr: float = 1e-3
-    generator_lr_scale: str = "absolute"  # official GIML: Adam 1e-3 as is (invert: relative)
-    tv: float = 1e-6
-    seed: int = 0
-    samples_every: int = 10  # rewrite --samples every N tasks (and at the end)
-
-    def validate(self) -> None:
-        """Raise one :class:`UsageError` naming every bad setting."""
-        problems = []
-        for name in ("tasks", "latent_iterations", "iterations", "restarts", "samples_every"):
-            if getattr(self, name) < 1:
-                problems.append(f"--{name.replace('_', '-')} {getattr(self, name)}: at least 1")
-        for name in ("meta_lr", "latent_lr", "generator_lr"):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value > 0):
-                problems.append(f"--{name.replace('_', '-')} {value}: must be positive")
-        if self.generator_lr_scale not in LR_SCALES:
-            problems.append(
-                f"--generator-lr-scale {self.generator_lr_scale!r}: one of {', '.join(LR_SCALES)}"
-            )
-        for name in ("z_norm", "tv"):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value >= 0):
-                problems.append(f"--{name.replace('_', '-')} {value}: must be non-negative")
-        if problems:
-            raise UsageError("; ".join(problems))
-
-    def fingerprint_fields(self) -> dict[str, Any]:
-        """What a checkpoint must share with the run resuming it (not ``tasks``: a finished
-        run may be continued for more tasks; not ``samples_every``)."""
-        fields = dataclasses.asdict(self)
-        del fields["tasks"], fields["samples_every"]
-        return fields
-
-    def attack_config(self, task: int) -> AttackConfig:
-        """The inner searches of task ``task`` (0-based): the gias preset's two stages."""
-        return preset(
-            "gias",
-            seeds=self.restarts,
-            latent_iterations=self.latent_iterations,
-            iterations=self.iterations,
-            latent_lr=self.latent_lr,
-            generator_lr=self.generator_lr,
-            tv=self.tv,
-            seed=self.seed + task,
-        )
 
 
 # ---------------------------------------------------------------------- the stream
@@ -247,7 +190,7 @@ def run_task(
     generator: Generator,
     update: UpdateFile,
     labels: list[int] | None,
-    config: LearnPriorConfig,
+    config: LearnPriorSettings,
     task: int,
     device: torch.device,
 ) -> TaskResult:
@@ -339,12 +282,14 @@ class TaskInfo:
 
 
 @dataclass
-class MetaLearner(Interruptible):
+class MetaLearner(LongRun):
     """State and loop of one ``learn-prior`` run (see the module docstring)."""
+
+    checkpoint_kind: ClassVar[CheckpointKind] = CHECKPOINT
 
     generator: Generator
     stream: Stream
-    config: LearnPriorConfig
+    config: LearnPriorSettings
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     run_id: str = ""
     done: int = 0
@@ -358,7 +303,10 @@ class MetaLearner(Interruptible):
         self.order = task_order(len(self.stream.paths), self.config.tasks, self.config.seed)
         rng = torch.Generator().manual_seed(self.config.seed + 3)
         self.fixed_latents = self.generator.sample_latents(SAMPLE_COUNT, rng)
-        self._saved_at = -1
+        self._samples: Path | None = None
+        self._clock = (time.monotonic(), self.seconds)
+        self._wrote_samples = False
+        self._abandoned = False
 
     def labels_for(self, path: Path) -> list[int] | None:
         """The labels of ``labels_path(path)`` when that file exists, else None (restore)."""
@@ -415,71 +363,58 @@ class MetaLearner(Interruptible):
         on_task: Callable[[MetaLearner, TaskInfo], None] | None = None,
     ) -> None:
         """Run tasks until ``config.tasks``; checkpoint after each, samples every few."""
-        total = self.config.tasks
-        started, base = time.monotonic(), self.seconds
-        wrote = False
-        with self._signals_stop():
-            while self.done < total:
-                try:
-                    info = self.task()
-                except InterruptedRun:  # Ctrl-C inside a task's search: abandon the task
-                    self._stop = True
-                    info = None
-                self.seconds = base + time.monotonic() - started
-                wrote = False
-                if info is not None:
-                    if samples is not None and (
-                        self.done % self.config.samples_every == 0 or self.done == total
-                    ):
-                        self.write_samples(samples)
-                        wrote = True
-                    if checkpoint is not None:
-                        self.save(checkpoint)
-                    if on_task is not None:
-                        on_task(self, info)
-                if self._stop and self.done < total:
-                    where = f"after task {self.done} of {total}"
-                    if info is None:
-                        where += f" (task {self.done + 1} was under way and is run again)"
-                    if checkpoint is not None:
-                        self.save(checkpoint)
-                        raise InterruptedRun(
-                            f"interrupted {where}; checkpoint saved to {checkpoint}: rerun the "
-                            "same command with --resume"
-                        )
-                    raise InterruptedRun(f"interrupted {where} (no --checkpoint given)")
-        if samples is not None and not wrote:
+        self._samples, self._clock = samples, (time.monotonic(), self.seconds)
+        self._wrote_samples = False
+        self.run_steps(checkpoint, on_task)
+        if samples is not None and not self._wrote_samples:
             self.write_samples(samples)
+
+    def finished(self) -> bool:
+        return self.done >= self.config.tasks
+
+    def advance(self) -> TaskInfo | None:
+        try:
+            info: TaskInfo | None = self.task()
+        except InterruptedRun:  # Ctrl-C inside a task's search: abandon the task
+            self._stop = self._abandoned = True
+            info = None
+        started, base = self._clock
+        self.seconds = base + time.monotonic() - started
+        total, samples = self.config.tasks, self._samples
+        self._wrote_samples = (
+            info is not None
+            and samples is not None
+            and (self.done % self.config.samples_every == 0 or self.done == total)
+        )
+        if self._wrote_samples:
+            self.write_samples(samples)  # type: ignore[arg-type]
+        return info
+
+    def position(self) -> int:
+        return self.done
+
+    def where(self) -> str:
+        where = f"after task {self.done} of {self.config.tasks}"
+        if self._abandoned:
+            where += f" (task {self.done + 1} was under way and is run again)"
+        return where
 
     # ------------------------------------------------------------------ checkpoints
 
-    def state_dict(self) -> dict[str, Any]:
-        """Everything needed to continue exactly where the run is (CPU tensors)."""
+    def payload(self) -> dict[str, Any]:
+        """Everything needed to continue exactly where the run is."""
+        return {
+            "done": self.done,
+            "order": list(self.order[: self.done]),
+            "generator": self.module.state_dict(),
+            "meta_optimizer": self.optimizer.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            "history": json.dumps(self.history),
+            "seconds": self.seconds,
+        }
 
-        return to_cpu(
-            {
-                "format": CHECKPOINT_FORMAT,
-                "run_id": self.run_id,
-                "done": self.done,
-                "order": list(self.order[: self.done]),
-                "generator": self.module.state_dict(),
-                "meta_optimizer": self.optimizer.state_dict(),
-                "torch_rng": torch.get_rng_state(),
-                "history": json.dumps(self.history),
-                "seconds": self.seconds,
-            }
-        )
-
-    def load_state_dict(self, state: dict[str, Any], source: str = "checkpoint") -> None:
-        """Continue from :meth:`state_dict`; refuses a checkpoint of another run."""
-        schema = LearnPriorCheckpoint
-        validate_checkpoint(schema, source, state, CHECKPOINT_FORMAT, "learn-prior")
-        if state.get("run_id") != self.run_id:
-            raise UsageError(
-                f"{source}: the checkpoint belongs to another run (different updates, starting "
-                "generator or settings); start afresh without --resume or use another "
-                "--checkpoint path"
-            )
+    def restore(self, state: dict[str, Any], source: str) -> None:
+        """Continue from a checked :meth:`payload` of this run."""
         done = int(state["done"])
         if done > self.config.tasks:
             raise UsageError(f"{source}: the checkpoint is at task {done}, past --tasks")
@@ -487,29 +422,13 @@ class MetaLearner(Interruptible):
             raise InvalidInputError(f"{source}: the checkpoint's task order does not fit")
         check_tensors_fit(source, state["generator"], self.module.state_dict(), "the generator")
         check_optimizer_state(source, self.optimizer, state["meta_optimizer"])
-        try:
+        with restoring(source):
             self.module.load_state_dict(state["generator"])
             self.optimizer.load_state_dict(state["meta_optimizer"])
             torch.set_rng_state(state["torch_rng"])
-        except (KeyError, RuntimeError, ValueError, TypeError) as exc:
-            raise InvalidInputError(f"{source}: damaged checkpoint ({exc})") from None
         self.done = done
         self.history = json.loads(state["history"])
         self.seconds = float(state["seconds"])
-        self._saved_at = done
-
-    def save(self, path: Path) -> None:
-        """Write a checkpoint atomically (``torch.save``; read back with ``weights_only``)."""
-        if self._saved_at == self.done and Path(path).exists():
-            return
-        write_checkpoint(path, self.state_dict())
-        self._saved_at = self.done
-
-    def load(self, path: Path) -> None:
-        """Read a checkpoint written by :meth:`save` and continue from it."""
-        if not Path(path).exists():
-            raise MissingInputError(f"{path}: no checkpoint to resume from")
-        self.load_state_dict(load_checkpoint(path), str(path))
 
 
 # ---------------------------------------------------------------------- the run
@@ -523,12 +442,13 @@ class LearnPriorResult:
     arch: dict[str, Any]  # the generator file's architecture record
     training: dict[str, Any]  # the generator file's ``training`` metadata
     history: list[dict[str, Any]]  # one record per task
+    config: dict[str, Any] = field(default_factory=dict)  # the settings (Settings.record())
 
 
 def learn_prior(
     updates: Sequence[str | os.PathLike[str]],
-    config: LearnPriorConfig,
-    generator: str = "dcgan",
+    config: LearnPriorSettings,
+    *,
     device: torch.device | str = "cpu",
     progress: bool = False,
     checkpoint: Path | None = None,
@@ -536,32 +456,27 @@ def learn_prior(
     samples: Path | None = None,
     log: Log | None = None,
     on_task: Callable[[MetaLearner, TaskInfo], None] | None = None,
-    generator_weights: str | os.PathLike[str] | None = None,
 ) -> LearnPriorResult:
-    """Meta-learn ``generator`` (``dcgan``, a generator file or ``package.module:factory``)
-    from the update files ``updates`` (files or globs) alone.
-
-    ``generator_weights``: a state dict or generator file loaded into a named or imported
-    ``generator`` first (see :func:`gradinvert.generators.load_generator`).
+    """Meta-learn ``config.generator`` (``dcgan``, a generator file or
+    ``package.module:factory``, with ``config.generator_weights`` loaded into a named or imported
+    one: see :func:`gradinvert.generators.load_generator`) from the update files ``updates``
+    (files or globs) alone.
 
     ``progress``: a rich progress bar over the tasks on stderr (else ``log`` gets one line per
     task). ``checkpoint``: written after every task and on Ctrl-C; with ``resume`` the run
     continues from it and ends with exactly the weights of an uninterrupted run. ``samples``: a
     PNG grid of 64 images from fixed latents, rewritten every ``config.samples_every`` tasks.
     """
-    config.validate()
+    config = LearnPriorSettings.model_validate(config.model_dump())  # a validated private copy
     device = torch.device(device)
     say = log or (lambda _message: None)
-    if resume and checkpoint is None:
-        raise UsageError("--resume needs --checkpoint PATH")
-    if resume and not Path(checkpoint).exists():  # type: ignore[arg-type]
-        raise MissingInputError(f"{checkpoint}: no checkpoint to resume from")
+    check_resume(checkpoint, resume)
     stream = open_stream(updates)
     shape = tuple(stream.input["shape"])
     loaded = load_generator(
-        generator,
+        config.generator,
         shape,  # type: ignore[arg-type]
-        weights=generator_weights,
+        weights=config.generator_weights,
         seed=config.seed,
         device=device,
     )
@@ -623,12 +538,14 @@ def learn_prior(
         "device": device.type,
         "torch": torch.__version__,
     }
-    return LearnPriorResult(module, arch_record(loaded), training, list(learner.history))
+    history = list(learner.history)
+    return LearnPriorResult(module, arch_record(loaded), training, history, config.record())
 
 
 def save_learned_prior(result: LearnPriorResult, path: str | os.PathLike[str]) -> None:
-    """Write the learned generator as a generator file (as ``train-prior`` does)."""
-    save_generator(path, result.module, result.arch, result.training)
+    """Write the learned generator as a generator file (as ``train-prior`` does), with the
+    run's settings (``inspect --print-config`` prints them for a replay)."""
+    save_generator(path, result.module, result.arch, result.training, config=result.config)
 
 
 class _TaskLog:

@@ -19,7 +19,6 @@ second signal aborts at once.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import math
 import os
@@ -27,7 +26,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -35,41 +34,37 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
+from gradinvert.config.train_prior import TrainPriorSettings
 from gradinvert.generators import (
     DCGANDiscriminator,
     DCGANGenerator,
     dcgan_init_,
     save_generator,
 )
-from gradinvert.generators.dcgan import DEFAULT_UPSAMPLE, SIZES, UPSAMPLES
-from gradinvert.invert.engine import InterruptedRun, fingerprint
-from gradinvert.io.file_schemas import TrainPriorCheckpoint, validate_checkpoint
+from gradinvert.io.file_schemas import TrainPriorCheckpoint
 from gradinvert.io.images import expand_image_paths, load_images
 from gradinvert.report.grid import save_png
-from gradinvert.runtime.errors import (
-    GradinvertError,
-    InvalidInputError,
-    MissingInputError,
-    UsageError,
-)
-from gradinvert.runtime.runstate import (
-    Interruptible,
+from gradinvert.runtime.checkpoint import (
+    CheckpointKind,
+    LongRun,
     check_optimizer_state,
+    check_resume,
     check_tensors_fit,
+    fingerprint,
     is_permutation,
-    load_checkpoint,
-    stderr_progress,
-    to_cpu,
-    write_checkpoint,
+    restoring,
 )
+from gradinvert.runtime.errors import GradinvertError, InvalidInputError, UsageError
+from gradinvert.runtime.runstate import stderr_progress
 
-CHECKPOINT_FORMAT = "gradinvert-train-prior-checkpoint/1"
+CHECKPOINT = CheckpointKind(
+    "train-prior", "gradinvert-train-prior-checkpoint/1", TrainPriorCheckpoint, "images or settings"
+)
 RECIPE = "DCGAN (Radford et al. 2016)"
 SAMPLE_COUNT = 64
 SAMPLE_COLUMNS = 8
 SAMPLE_TILE = 64  # sample tiles are enlarged (nearest neighbour) to at least this many pixels
 SAMPLE_GAP = 2
-MAX_NGF = 256  # a 64 px generator of this width has 57 M parameters
 
 Log = Callable[[str], None]
 
@@ -81,56 +76,12 @@ class DivergedTraining(GradinvertError):
 # ---------------------------------------------------------------------- configuration
 
 
-@dataclass
-class TrainPriorConfig:
-    """Settings of one ``train-prior`` run (the DCGAN recipe's defaults)."""
-
-    size: int = 32
-    epochs: int = 25
-    batch_size: int = 64
-    lr: float = 2e-4
-    betas: tuple[float, float] = (0.5, 0.999)
-    seed: int = 0
-    ngf: int = 64  # generator width; the discriminator uses the same width (ndf)
-    channels: int = 3
-    upsample: str = DEFAULT_UPSAMPLE  # the generator's up-stages (DCGANGenerator)
-
-    def validate(self) -> None:
-        """Raise one :class:`UsageError` naming every bad setting."""
-        problems = []
-        if self.size not in SIZES:
-            problems.append(f"--size {self.size}: choose {' or '.join(map(str, SIZES))}")
-        if self.epochs < 1:
-            problems.append(f"--epochs {self.epochs}: must be at least 1")
-        if self.batch_size < 1:
-            problems.append(f"--batch-size {self.batch_size}: must be at least 1")
-        if not (math.isfinite(self.lr) and self.lr > 0):
-            problems.append(f"--lr {self.lr}: must be a positive number")
-        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
-            problems.append(f"betas {tuple(self.betas)}: two numbers in [0, 1)")
-        if not 1 <= self.ngf <= MAX_NGF:
-            problems.append(f"--ngf {self.ngf}: choose 1 to {MAX_NGF}")
-        if self.upsample not in UPSAMPLES:
-            problems.append(f"--upsample {self.upsample!r}: choose {', '.join(UPSAMPLES)}")
-        if self.channels not in (1, 3):
-            problems.append(f"channels {self.channels}: 1 or 3")
-        if problems:
-            raise UsageError("; ".join(problems))
-
-    def fingerprint_fields(self) -> dict[str, Any]:
-        """The settings a checkpoint must share with the run resuming it (not ``epochs``:
-        a finished run may be continued for more epochs)."""
-        fields = dataclasses.asdict(self)
-        del fields["epochs"]
-        fields["betas"] = list(self.betas)
-        if self.upsample == DEFAULT_UPSAMPLE:  # checkpoints from before the option still resume
-            del fields["upsample"]
-        return fields
-
-    def networks(self) -> tuple[DCGANGenerator, DCGANDiscriminator]:
-        """A fresh (uninitialised) generator and discriminator of these settings."""
-        generator = DCGANGenerator(self.size, self.channels, ngf=self.ngf, upsample=self.upsample)
-        return generator, DCGANDiscriminator(self.size, self.channels, ndf=self.ngf)
+def networks(config: TrainPriorSettings) -> tuple[DCGANGenerator, DCGANDiscriminator]:
+    """A fresh (uninitialised) generator and discriminator of these settings."""
+    generator = DCGANGenerator(
+        config.size, config.channels, ngf=config.ngf, upsample=config.upsample
+    )
+    return generator, DCGANDiscriminator(config.size, config.channels, ndf=config.ngf)
 
 
 # ---------------------------------------------------------------------- images
@@ -167,7 +118,7 @@ def images_hash(paths: Sequence[Path], names: Sequence[str] | None = None) -> st
 
 
 def _prepare_images(
-    images: Sequence[str | os.PathLike[str]] | torch.Tensor, config: TrainPriorConfig
+    images: Sequence[str | os.PathLike[str]] | torch.Tensor, config: TrainPriorSettings
 ) -> tuple[torch.Tensor, str, list[Path]]:
     """Images in [0, 1] (N×C×size×size), their hash and (for files) their canonical order."""
     if isinstance(images, torch.Tensor):
@@ -256,14 +207,16 @@ class StepInfo:
 
 
 @dataclass
-class PriorTrainer(Interruptible):
+class PriorTrainer(LongRun):
     """State and loop of one adversarial training run (see the module docstring).
 
     ``images``: N×C×size×size in [0, 1] (scaled to [-1, 1] here).
     """
 
+    checkpoint_kind: ClassVar[CheckpointKind] = CHECKPOINT
+
     images: torch.Tensor
-    config: TrainPriorConfig
+    config: TrainPriorSettings
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     run_id: str = ""
     epoch: int = 0  # completed epochs
@@ -280,7 +233,7 @@ class PriorTrainer(Interruptible):
         self.batch = min(config.batch_size, self.count)
         self.steps_per_epoch = self.count // self.batch
         init_rng = torch.Generator().manual_seed(config.seed)
-        self.generator, self.discriminator = config.networks()
+        self.generator, self.discriminator = networks(config)
         dcgan_init_(self.generator, init_rng)
         dcgan_init_(self.discriminator, init_rng)
         self.generator.to(device).train()
@@ -295,10 +248,13 @@ class PriorTrainer(Interruptible):
         self.opt_d = self._adam(self.discriminator)
         self.perm: torch.Tensor | None = None
         self.sums = [0.0, 0.0]
-        self._saved_at = -1
+        self._samples: Path | None = None
+        self._clock = (time.monotonic(), self.seconds)
+        self._wrote_samples = False
 
     def _adam(self, module: nn.Module) -> torch.optim.Adam:
-        return torch.optim.Adam(module.parameters(), lr=self.config.lr, betas=self.config.betas)
+        betas = (self.config.betas[0], self.config.betas[1])
+        return torch.optim.Adam(module.parameters(), lr=self.config.lr, betas=betas)
 
     @property
     def total_steps(self) -> int:
@@ -366,74 +322,58 @@ class PriorTrainer(Interruptible):
         on_step: Callable[[PriorTrainer, StepInfo], None] | None = None,
     ) -> None:
         """Train until ``config.epochs``; checkpoint and samples after each epoch, Ctrl-C."""
-        epochs = self.config.epochs
-        started = time.monotonic()
-        base = self.seconds
-        wrote = False
-        with self._signals_stop():
-            while self.epoch < epochs:
-                epoch = self.epoch + 1
-                loss_d, loss_g = self.step()
-                self.seconds = base + time.monotonic() - started
-                done = self.epoch_step == 0
-                wrote = False
-                if done:
-                    if samples is not None:
-                        self.write_samples(samples)
-                        wrote = True
-                    if checkpoint is not None:
-                        self.save(checkpoint)
-                if on_step is not None:
-                    info = StepInfo(
-                        self.step_count, self.total_steps, epoch, epochs, loss_d, loss_g, done
-                    )
-                    on_step(self, info)
-                if self._stop and self.epoch < epochs:
-                    where = f"epoch {self.epoch} + {self.epoch_step} steps of {epochs}"
-                    if checkpoint is not None:
-                        self.save(checkpoint)
-                        raise InterruptedRun(
-                            f"interrupted at {where}; checkpoint saved to {checkpoint}: rerun "
-                            "the same command with --resume"
-                        )
-                    raise InterruptedRun(f"interrupted at {where} (no --checkpoint given)")
-        if samples is not None and not wrote:
+        self._samples, self._clock = samples, (time.monotonic(), self.seconds)
+        self._wrote_samples = False
+        self.run_steps(checkpoint, on_step)
+        if samples is not None and not self._wrote_samples:
             self.write_samples(samples)  # e.g. a resumed run that had nothing left to train
+
+    def finished(self) -> bool:
+        return self.epoch >= self.config.epochs
+
+    def advance(self) -> StepInfo:
+        epoch = self.epoch + 1
+        loss_d, loss_g = self.step()
+        started, base = self._clock
+        self.seconds = base + time.monotonic() - started
+        done = self.epoch_step == 0
+        self._wrote_samples = done and self._samples is not None
+        if self._wrote_samples:
+            self.write_samples(self._samples)  # type: ignore[arg-type]
+        epochs = self.config.epochs
+        return StepInfo(self.step_count, self.total_steps, epoch, epochs, loss_d, loss_g, done)
+
+    def checkpoint_due(self) -> bool:
+        return self.epoch_step == 0  # after every epoch
+
+    def position(self) -> int:
+        return self.step_count
+
+    def where(self) -> str:
+        return f"at epoch {self.epoch} + {self.epoch_step} steps of {self.config.epochs}"
 
     # ------------------------------------------------------------------ checkpoints
 
-    def state_dict(self) -> dict[str, Any]:
-        """Everything needed to continue exactly where the run is (CPU tensors)."""
+    def payload(self) -> dict[str, Any]:
+        """Everything needed to continue exactly where the run is."""
+        return {
+            "epoch": self.epoch,
+            "epoch_step": self.epoch_step,
+            "step": self.step_count,
+            "perm": self.perm,
+            "sums": list(self.sums),
+            "history": [list(h) for h in self.history],
+            "seconds": self.seconds,
+            "generator": self.generator.state_dict(),
+            "discriminator": self.discriminator.state_dict(),
+            "opt_g": self.opt_g.state_dict(),
+            "opt_d": self.opt_d.state_dict(),
+            "data_rng": self.data_rng.get_state(),
+            "noise_rng": self.noise_rng.get_state(),
+        }
 
-        return to_cpu(
-            {
-                "format": CHECKPOINT_FORMAT,
-                "run_id": self.run_id,
-                "epoch": self.epoch,
-                "epoch_step": self.epoch_step,
-                "step": self.step_count,
-                "perm": self.perm,
-                "sums": list(self.sums),
-                "history": [list(h) for h in self.history],
-                "seconds": self.seconds,
-                "generator": self.generator.state_dict(),
-                "discriminator": self.discriminator.state_dict(),
-                "opt_g": self.opt_g.state_dict(),
-                "opt_d": self.opt_d.state_dict(),
-                "data_rng": self.data_rng.get_state(),
-                "noise_rng": self.noise_rng.get_state(),
-            }
-        )
-
-    def load_state_dict(self, state: dict[str, Any], source: str = "checkpoint") -> None:
-        """Continue from :meth:`state_dict`; refuses a checkpoint of another run."""
-        schema = TrainPriorCheckpoint
-        validate_checkpoint(schema, source, state, CHECKPOINT_FORMAT, "train-prior")
-        if state.get("run_id") != self.run_id:
-            raise UsageError(
-                f"{source}: the checkpoint belongs to another run (different images or "
-                "settings); start afresh without --resume or use another --checkpoint path"
-            )
+    def restore(self, state: dict[str, Any], source: str) -> None:
+        """Continue from a checked :meth:`payload` of this run."""
         epoch, epoch_step = int(state.get("epoch", 0)), int(state.get("epoch_step", 0))
         if epoch > self.config.epochs or (epoch == self.config.epochs and epoch_step > 0):
             raise UsageError(
@@ -446,15 +386,13 @@ class PriorTrainer(Interruptible):
         check_optimizer_state(source, self.opt_d, state["opt_d"])
         if state["perm"] is not None and not is_permutation(state["perm"], self.count):
             raise InvalidInputError(f"{source}: the checkpoint's image order does not fit")
-        try:
+        with restoring(source):
             self.generator.load_state_dict(state["generator"])
             self.discriminator.load_state_dict(state["discriminator"])
             self.opt_g.load_state_dict(state["opt_g"])
             self.opt_d.load_state_dict(state["opt_d"])
             self.data_rng.set_state(state["data_rng"])
             self.noise_rng.set_state(state["noise_rng"])
-        except (KeyError, RuntimeError, ValueError, TypeError) as exc:
-            raise InvalidInputError(f"{source}: damaged checkpoint ({exc})") from None
         self.epoch = int(state["epoch"])
         self.epoch_step = int(state["epoch_step"])
         self.step_count = int(state["step"])
@@ -462,20 +400,6 @@ class PriorTrainer(Interruptible):
         self.sums = [float(s) for s in state["sums"]]
         self.history = [(float(d), float(g)) for d, g in state["history"]]
         self.seconds = float(state["seconds"])
-        self._saved_at = self.step_count
-
-    def save(self, path: Path) -> None:
-        """Write a checkpoint atomically (``torch.save``; read back with ``weights_only``)."""
-        if self._saved_at == self.step_count and Path(path).exists():
-            return
-        write_checkpoint(path, self.state_dict())
-        self._saved_at = self.step_count
-
-    def load(self, path: Path) -> None:
-        """Read a checkpoint written by :meth:`save` and continue from it."""
-        if not Path(path).exists():
-            raise MissingInputError(f"{path}: no checkpoint to resume from")
-        self.load_state_dict(load_checkpoint(path), str(path))
 
 
 # ---------------------------------------------------------------------- the run
@@ -488,11 +412,12 @@ class TrainPriorResult:
     generator: DCGANGenerator
     losses: list[tuple[float, float]]  # per epoch: mean discriminator and generator loss
     training: dict[str, Any]  # the generator file's ``training`` metadata
+    config: dict[str, Any] = field(default_factory=dict)  # the settings (Settings.record())
 
 
 def train_prior(
     images: Sequence[str | os.PathLike[str]] | torch.Tensor,
-    config: TrainPriorConfig,
+    config: TrainPriorSettings,
     device: torch.device | str = "cpu",
     progress: bool = False,
     checkpoint: Path | None = None,
@@ -506,16 +431,13 @@ def train_prior(
     ``progress``: a rich progress bar on stderr (else ``log`` gets one line per epoch).
     ``checkpoint``: written after every epoch and on Ctrl-C; with ``resume`` the run continues
     from it and ends with exactly the weights of an uninterrupted run. ``samples``: a PNG grid
-    of 64 images from fixed latents, rewritten after every epoch.
+    of 64 images from fixed latents, rewritten after every epoch. ``config.device`` is for the
+    command line; the run uses ``device``.
     """
-    config = dataclasses.replace(config, betas=tuple(config.betas))  # type: ignore[arg-type]
-    config.validate()
+    config = TrainPriorSettings.model_validate(config.model_dump())  # a validated private copy
     device = torch.device(device)
     say = log or (lambda _message: None)
-    if resume and checkpoint is None:
-        raise UsageError("--resume needs --checkpoint PATH")
-    if resume and not Path(checkpoint).exists():  # type: ignore[arg-type]
-        raise MissingInputError(f"{checkpoint}: no checkpoint to resume from")
+    check_resume(checkpoint, resume)
     pixels, data_hash, _ = _prepare_images(images, config)
     count = int(pixels.shape[0])
     if config.batch_size > count:
@@ -557,13 +479,16 @@ def train_prior(
         "device": device.type,
         "torch": torch.__version__,
     }
-    return TrainPriorResult(generator, losses, training)
+    return TrainPriorResult(generator, losses, training, config.record())
 
 
-def save_prior(result: TrainPriorResult, path: str | os.PathLike[str], half: bool = False) -> None:
-    """Write the trained generator as a generator file (``half``: float16 weights)."""
+def save_prior(result: TrainPriorResult, path: str | os.PathLike[str]) -> None:
+    """Write the trained generator as a generator file, float16 weights when the run's settings
+    say ``half``, with those settings (``inspect --print-config`` prints them for a replay)."""
+    half = bool(result.config.get("half", False))
     training = dict(result.training, dtype="float16" if half else "float32")
-    save_generator(path, result.generator, result.generator.arch(), training, half=half)
+    module, config = result.generator, result.config
+    save_generator(path, module, module.arch(), training, half=half, config=config)
 
 
 class _EpochLog:

@@ -38,7 +38,7 @@ from gradinvert.runtime.resources import Estimate
 
 if TYPE_CHECKING:
     from gradinvert.config.attack import AttackConfig
-    from gradinvert.priors.train import TrainPriorConfig
+    from gradinvert.config.train_prior import TrainPriorSettings
 
 FLOAT = 4
 PER_SEED_PARAMS = 1.25  # gradients with their graph, per seed
@@ -250,8 +250,10 @@ def learn_prior_estimate(
     return largest
 
 
-def train_prior_estimate(paths: list[Path], config: TrainPriorConfig) -> Estimate:
+def train_prior_estimate(paths: list[Path], config: TrainPriorSettings) -> Estimate:
     """``estimate_train_prior`` for the image files and settings of a ``train-prior`` run."""
+    from gradinvert.priors.train import networks
+
     with torch.device("meta"):
-        models = config.networks()
+        models = networks(config)
     return estimate_train_prior(len(paths), config.channels, config.size, config.batch_size, models)

@@ -1,5 +1,5 @@
-"""What every long run shares: Ctrl-C and SIGTERM as requests to stop, and CPU copies of its
-state."""
+"""What every long run shares: Ctrl-C and SIGTERM as requests to stop, CPU copies of its state
+and a progress bar (its checkpoints: :mod:`gradinvert.runtime.checkpoint`)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,7 @@ import contextlib
 import signal
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any, NoReturn
-
-import torch
 
 _received: list[int] = []  # the stop signals received since the last sigterm_interrupts()
 
@@ -84,6 +81,8 @@ class Interruptible:
 
 def to_cpu(value: Any) -> Any:
     """``value`` with every tensor in it (dicts, lists, tuples) copied to the CPU."""
+    import torch
+
     if isinstance(value, torch.Tensor):
         return value.detach().cpu().clone()
     if isinstance(value, dict):
@@ -119,97 +118,3 @@ def stderr_progress(title: str, fields: str) -> Any:
         TimeRemainingColumn(),
         console=stderr_console(),
     )
-
-
-def write_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """Write a checkpoint dict atomically and owner-only with ``torch.save``."""
-    from gradinvert.io.atomic import atomic_path
-
-    with atomic_path(path, private=True) as tmp:
-        torch.save(state, tmp)
-
-
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    """A checkpoint file's dict, read as any untrusted ``.pt`` file (:func:`load_pt`)."""
-    from gradinvert.io.tensorfile import load_pt
-    from gradinvert.runtime.errors import InvalidInputError
-
-    state = load_pt(path, "checkpoint")
-    if not isinstance(state, dict):
-        raise InvalidInputError(f"{path}: not a gradinvert checkpoint")
-    return state
-
-
-def read_checkpoint_file(path: Path, expected_format: str, what: str) -> dict[str, Any]:
-    """A checkpoint dict of ``expected_format`` (read by :func:`load_checkpoint`).
-
-    ``what`` names the command in errors ("invert", "train-inverter", ...).
-    """
-    from gradinvert.runtime.errors import InvalidInputError, MissingInputError
-
-    if not Path(path).exists():
-        raise MissingInputError(f"{path}: no checkpoint to resume from")
-    state = load_checkpoint(path)
-    if state.get("format") != expected_format:
-        raise InvalidInputError(f"{path}: not a gradinvert {what} checkpoint")
-    return state
-
-
-def check_same_run(state: dict[str, Any], run_id: str, source: str, inputs: str) -> None:
-    """Refuse (exit 2) a checkpoint whose run fingerprint differs; ``inputs`` says what may."""
-    from gradinvert.runtime.errors import UsageError
-
-    if state.get("run_id") != run_id:
-        raise UsageError(
-            f"{source}: the checkpoint belongs to another run (different {inputs}); start "
-            "afresh without --resume or use another --checkpoint path"
-        )
-
-
-# Adam's and SGD's per-parameter state: each has the shape of its parameter (LBFGS keeps flat
-# vectors and is checked by its own load).
-_PER_PARAMETER = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq", "momentum_buffer")
-
-
-def check_tensors_fit(
-    source: str, saved: dict[str, torch.Tensor], live: dict[str, torch.Tensor], what: str
-) -> None:
-    """Refuse (exit 65) saved tensors whose names, shapes or dtypes differ from the run's own,
-    before any value is copied (a copy would broadcast or fail half-way)."""
-    from gradinvert.models.fit import tensor_problems
-    from gradinvert.runtime.errors import InvalidInputError
-
-    problems = tensor_problems(live, saved, check_finite=False)
-    if problems:
-        raise InvalidInputError(f"{source}: {what} do not fit this run: " + "; ".join(problems))
-
-
-def check_optimizer_state(source: str, optimizer: torch.optim.Optimizer, saved: Any) -> None:
-    """Refuse (exit 65) a saved optimizer state whose per-parameter tensors do not have their
-    parameters' shapes (``load_state_dict`` checks only the group sizes)."""
-    from gradinvert.runtime.errors import InvalidInputError
-
-    params = [p for group in optimizer.param_groups for p in group["params"]]
-    state = saved.get("state") if isinstance(saved, dict) else None
-    if not isinstance(state, dict):
-        raise InvalidInputError(f"{source}: damaged checkpoint (no optimizer state)")
-    for index, entry in state.items():
-        known = isinstance(index, int) and 0 <= index < len(params)
-        if not known or not isinstance(entry, dict):
-            raise InvalidInputError(f"{source}: damaged checkpoint (optimizer state {index!r})")
-        for key in _PER_PARAMETER:
-            value = entry.get(key)
-            if isinstance(value, torch.Tensor) and value.shape != params[index].shape:
-                raise InvalidInputError(
-                    f"{source}: damaged checkpoint (optimizer {key} of parameter {index} has "
-                    f"shape {tuple(value.shape)}, the parameter {tuple(params[index].shape)})"
-                )
-
-
-def is_permutation(value: Any, count: int) -> bool:
-    """True when ``value`` is an integer tensor holding each of 0 … count − 1 once."""
-    if not isinstance(value, torch.Tensor) or tuple(value.shape) != (count,):
-        return False
-    if value.is_floating_point() or value.is_complex() or value.dtype == torch.bool:
-        return False
-    return bool(torch.equal(value.sort().values, torch.arange(count, dtype=value.dtype)))
