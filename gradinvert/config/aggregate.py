@@ -7,7 +7,7 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from gradinvert.config.base import Settings
+from gradinvert.config.base import MAX_MEMORY_HELP, Settings
 
 
 class AggregateSettings(Settings):
@@ -17,6 +17,5 @@ class AggregateSettings(Settings):
 
     max_memory: str | None = Field(
         None,
-        description="Refuse (exit 69) runs estimated to need more memory than this, e.g. 8GB, "
-        "512MiB or none (no bound). Default: 80% of the RAM.",
+        description=MAX_MEMORY_HELP,
     )

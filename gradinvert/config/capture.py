@@ -7,7 +7,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from gradinvert.config.base import Settings
+from gradinvert.config.base import DEVICE_HELP, Settings
 from gradinvert.io.update_schema import (
     MAX_CLASSES,
     MAX_CLIENTS,
@@ -116,7 +116,7 @@ class CaptureSettings(Settings):
         "--seed + i) and write their secure aggregate (the truth: their union).",
     )
     seed: int = Field(0, description="Seed for shuffling, noise, dropout; recorded in the output.")
-    device: str = Field("auto", description="auto (CUDA when present), cpu, cuda or cuda:N.")
+    device: str = Field("auto", description=DEVICE_HELP)
 
     @model_validator(mode="after")
     def _defenses_consistent(self) -> CaptureSettings:

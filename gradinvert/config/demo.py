@@ -6,7 +6,7 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from gradinvert.config.base import Settings
+from gradinvert.config.base import DEVICE_HELP, Settings
 
 
 class DemoSettings(Settings):
@@ -17,4 +17,4 @@ class DemoSettings(Settings):
     iterations: int = Field(1000, ge=1, description="Iterations per seed.")
     seeds: int = Field(4, ge=1, description="Seeds optimized together.")
     seed: int = Field(0, description="Random seed; recorded in the outputs.")
-    device: str = Field("auto", description="auto (CUDA when present), cpu, cuda or cuda:N.")
+    device: str = Field("auto", description=DEVICE_HELP)

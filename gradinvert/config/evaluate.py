@@ -7,7 +7,7 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import AfterValidator, Field, model_validator
 
-from gradinvert.config.base import Settings
+from gradinvert.config.base import DEVICE_HELP, Settings
 
 
 def _parse_gates(value: list[str]) -> list[str]:
@@ -52,7 +52,7 @@ class EvaluateSettings(Settings):
         "psnr, psnr_registered, ssim, label_acc, iip (figure > VALUE) and lpips (mean < VALUE, "
         "since lower LPIPS is more leakage).",
     )
-    device: str = Field("auto", description="auto (CUDA when present), cpu, cuda or cuda:N.")
+    device: str = Field("auto", description=DEVICE_HELP)
 
     @model_validator(mode="after")
     def _lpips_consistent(self) -> EvaluateSettings:

@@ -7,7 +7,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from gradinvert.config.base import Settings
+from gradinvert.config.base import MAX_MEMORY_HELP, Settings
 from gradinvert.io.update_schema import MAX_CLASSES, MAX_LOCAL_STEPS, MAX_SIDE
 
 
@@ -35,8 +35,7 @@ class ImportSettings(Settings):
     init_seed: int = Field(0, description="Gradient without --before: the seeded init.")
     max_memory: str | None = Field(
         None,
-        description="Refuse (exit 69) runs estimated to need more memory than this, e.g. 8GB, "
-        "512MiB or none (no bound). Default: 80% of the RAM.",
+        description=MAX_MEMORY_HELP,
     )
 
     @field_validator("input_shape")

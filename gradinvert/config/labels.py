@@ -6,7 +6,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from gradinvert.config.base import Settings
+from gradinvert.config.base import MAX_MEMORY_HELP, Settings
 
 Method = Literal["auto", "idlg", "yin", "ilrg", "llg", "bias"]
 
@@ -22,6 +22,5 @@ class LabelsSettings(Settings):
     )
     max_memory: str | None = Field(
         None,
-        description="Refuse (exit 69) runs estimated to need more memory than this, e.g. 8GB, "
-        "512MiB or none (no bound). Default: 80% of the RAM.",
+        description=MAX_MEMORY_HELP,
     )
