@@ -367,7 +367,8 @@ def build(out_dir: Path = SAMPLES_DIR) -> dict[str, dict[str, int]]:
             labels[folder.name][name] = CLASSES.index(crop.label)
             rows[size].append(provenance_row(name, crop))
     write_json(out_dir / "labels.json", {"classes": list(CLASSES), **labels})
-    for folder_name, folder_labels in labels.items():  # so `capture --images FOLDER` needs no --labels
+    # each folder its own map too, so that `capture --images FOLDER` needs no --labels
+    for folder_name, folder_labels in labels.items():
         write_json(out_dir / folder_name / "labels.json", folder_labels)
     write_json(out_dir / "splits.json", splits())
     digit_labels = build_digits(out_dir / DIGITS_FOLDER)
