@@ -1,0 +1,92 @@
+"""Plots of an audit grid: for one swept axis, PSNR, SSIM and label accuracy against its values,
+one line per combination of the other swept axes (averaged over batches), the bars dashed."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+from gradinvert.metrics import Gate
+from gradinvert.report.console import inert
+
+PANELS = (("psnr", "PSNR (dB)"), ("ssim", "SSIM"), ("label_acc", "label accuracy"))
+MAX_LINES = 8  # more combinations than this: their mean with the min–max band
+
+
+def _key(value: Any) -> str:
+    return repr(value)
+
+
+def _text(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else inert(str(value))
+
+
+def axis_series(
+    rows: list[dict[str, Any]], axis: str, others: list[str], metric: str
+) -> dict[str, dict[str, list[float]]]:
+    """line label → axis value (repr) → the metric of every finished row there."""
+    series: dict[str, dict[str, list[float]]] = {}
+    for row in rows:
+        value = row.get(metric)
+        if value is None:
+            continue
+        line = ", ".join(f"{o.split('.')[-1]}={_text(row.get(o))}" for o in others) or "all"
+        series.setdefault(line, {}).setdefault(_key(row.get(axis)), []).append(float(value))
+    return series
+
+
+def axis_plot_png(
+    rows: list[dict[str, Any]], axis: str, values: list[Any], others: list[str], gates: list[Gate]
+) -> bytes:
+    """The PNG of ``axis``'s plot (values evenly spaced in the plan's order)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    position = {_key(v): i for i, v in enumerate(values)}
+    with matplotlib.rc_context({"text.parse_math": False, "text.usetex": False}):
+        figure, axes = plt.subplots(1, len(PANELS), figsize=(4.2 * len(PANELS), 3.4), dpi=100)
+        try:
+            for panel, (metric, title) in zip(axes, PANELS, strict=True):
+                series = axis_series(rows, axis, others, metric)
+                if len(series) > MAX_LINES:
+                    means: dict[int, list[float]] = {}
+                    for line in series.values():
+                        for key, ys in line.items():
+                            means.setdefault(position[key], []).append(sum(ys) / len(ys))
+                    xs = sorted(means)
+                    panel.plot(
+                        xs,
+                        [sum(means[x]) / len(means[x]) for x in xs],
+                        marker="o",
+                        label=f"mean of {len(series)} settings",
+                    )
+                    panel.fill_between(
+                        xs, [min(means[x]) for x in xs], [max(means[x]) for x in xs], alpha=0.2
+                    )
+                else:
+                    for label, line in series.items():
+                        xs = sorted(position[k] for k in line)
+                        keys = {position[k]: k for k in line}
+                        ys = [sum(line[keys[x]]) / len(line[keys[x]]) for x in xs]
+                        panel.plot(xs, ys, marker="o", label=inert(label))
+                for gate in gates:
+                    if gate.metric == metric:
+                        panel.axhline(
+                            gate.value, color="#d62728", linestyle="--", label=f"bar {gate}"
+                        )
+                if metric != "psnr":
+                    panel.set_ylim(-0.05, 1.05)
+                panel.set_xticks(range(len(values)), [_text(v) for v in values])
+                panel.set_xlabel(inert(axis))
+                panel.set_title(title)
+                panel.grid(alpha=0.3)
+                if panel.get_legend_handles_labels()[0]:
+                    panel.legend(loc="best", fontsize=7)
+            figure.tight_layout()
+            buffer = io.BytesIO()
+            figure.savefig(buffer, format="png", metadata={"Software": None})
+        finally:
+            plt.close(figure)
+    return buffer.getvalue()
