@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 import time
 import traceback
@@ -145,20 +146,26 @@ def run_job(job: dict[str, Any], blobs: dict[str, bytes], keep_updates: bool = F
 
     start = time.perf_counter()
     host = socket.gethostname()
+    tmp = tempfile.mkdtemp(prefix="gradinvert-job-")
     try:
-        with tempfile.TemporaryDirectory(prefix="gradinvert-job-") as tmp:
-            files = execute(job, blobs, Path(tmp))
+        files = execute(job, blobs, Path(tmp))
     except GradinvertError as exc:
-        return _failed(job, int(exc.exit_code), exc.message, start, host)
+        return _failed(job, int(exc.exit_code), _local(exc.message, tmp), start, host)
     except Exception as exc:  # a job's crash is recorded, not the audit's end
         detail = "".join(traceback.format_exception(exc)[-3:])
-        return _failed(
-            job, int(ExitCode.INTERNAL), f"{type(exc).__name__}: {exc}", start, host, detail
-        )
+        message = _local(f"{type(exc).__name__}: {exc}", tmp)
+        return _failed(job, int(ExitCode.INTERNAL), message, start, host, detail)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     if not keep_updates:
         for name in KEPT:
             files.pop(name, None)
     return JobOutcome(job["id"], True, files, None, time.perf_counter() - start, host)
+
+
+def _local(message: str, tmp: str) -> str:
+    """``message`` without the job's temporary folder (input files by their role's name)."""
+    return message.replace(os.path.join(tmp, "inputs") + os.sep, "").replace(tmp + os.sep, "")
 
 
 def _failed(
