@@ -1,5 +1,5 @@
 # All set-up happens here: the first `make test` or `make demo` on a fresh machine creates
-# .venv inside the repo and installs the package with its test, flower and docs extras.
+# .venv inside the repo and installs the package with its test, flower, ray and docs extras.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade pip
 	# Ask for torch and torchvision together so pip resolves a matching pair from the registry.
-	$(BIN)/python -m pip install -e ".[test,flower,docs]"
+	$(BIN)/python -m pip install -e ".[test,flower,ray,docs]"
 	$(BIN)/python -c "import torch, torchvision; print('torch', torch.__version__, 'torchvision', torchvision.__version__)"
 	touch $(STAMP)
 
