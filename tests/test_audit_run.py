@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from audit_support import job_files, write_plan
 from typer.testing import CliRunner
 
@@ -129,3 +130,14 @@ def test_a_killed_driver_loses_nothing_finished(tmp_path: Path) -> None:
     assert len(list((out / "jobs").rglob("done.json"))) == 4
     for name, data in outputs_before.items():
         assert after[name] == data
+
+
+def test_the_ray_executor_without_ray_says_how_to_install_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray raises ImportError
+    plan = write_plan(tmp_path)
+    result = _audit(plan, "--out", tmp_path / "out", "--executor", "ray")
+    assert result.exit_code == 69
+    assert "pip install 'gradinvert[ray]'" in _flat(result.output)
+    assert not (tmp_path / "out").exists()
