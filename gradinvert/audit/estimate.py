@@ -28,6 +28,11 @@ def _shape(job: dict[str, Any], blobs: dict[str, Any]) -> tuple[int, int, int]:
     from PIL import Image
 
     size = job["capture"].get("size")
+    if "batch" in job["inputs"]:
+        from gradinvert.io.tensorfile import read_header
+
+        shape = read_header(blobs[job["inputs"]["batch"][1]]).shapes["images"][0]
+        return (int(shape[1]), size or int(shape[2]), size or int(shape[3]))
     name, digest = job["inputs"]["images"][0]
     with Image.open(blobs[digest]) as image:
         channels = 1 if image.mode in ("L", "1", "I", "F") else 3

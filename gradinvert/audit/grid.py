@@ -32,6 +32,7 @@ HASHED = (
     "kind",
     "capture",
     "capture_labels",
+    "batch_rows",
     "inputs",
     "invert",
     "labels",
@@ -151,6 +152,7 @@ def _cell_label(cell: dict[str, Any], axes: list[str]) -> str:
 
 def _batches(plan: Plan, base: Path, cell: dict[str, Any], problems: list[str]) -> list[Any]:
     """Each batch of the cell: (image paths, labels) cut as the data table says."""
+    from gradinvert.io.batch_input import is_batch_path, load_any_batch
     from gradinvert.io.images import expand_image_paths
     from gradinvert.io.labelmaps import labels_for_images
 
@@ -159,6 +161,9 @@ def _batches(plan: Plan, base: Path, cell: dict[str, Any], problems: list[str]) 
     folder = base / cell["data.images"]
     size = cell["data.batch_size"]
     try:
+        if is_batch_path(folder):
+            batch, _ = load_any_batch(folder)
+            return _rows(data, folder, size, batch.labels.tolist(), problems)
         paths = expand_image_paths([folder])
     except GradinvertError as exc:
         problems.append(f"data.images: {exc.message}")
@@ -186,6 +191,25 @@ def _batches(plan: Plan, base: Path, cell: dict[str, Any], problems: list[str]) 
             problems.append(f"data: no labels for {folder} (give data.labels or a labels.json)")
             return []
         out.append((chosen, labels))
+    return out
+
+
+def _rows(data: Any, path: Path, size: int, labels: list[int], problems: list[str]) -> list[Any]:
+    """Each batch of a batch file: ((path, row indices), labels)."""
+    order = list(range(len(labels)))
+    if data.cut == "shuffled":
+        random.Random(data.seed).shuffle(order)
+    needed = data.start + data.batches * size
+    if needed > len(order):
+        problems.append(
+            f"data: {data.batches} batches of {size} from image {data.start} need {needed} "
+            f"images, {path} holds {len(order)}"
+        )
+        return []
+    out = []
+    for b in range(data.batches):
+        rows = order[data.start + b * size : data.start + (b + 1) * size]
+        out.append(((path, rows), [int(labels[i]) for i in rows]))
     return out
 
 
@@ -318,11 +342,12 @@ def expand(loaded: LoadedPlan) -> Grid:
             for b, (paths, labels) in enumerate(_batches(plan, base, cell, problems)):
                 job = {**common, "kind": "simulated", "batch": b, "capture": capture}
                 job["capture_labels"] = labels
-                job["inputs"] = {
-                    "images": [inputs.add(p) for p in paths],
-                    "weights": weights,
-                    **files,
-                }
+                job["inputs"] = {"weights": weights, **files}
+                if isinstance(paths, tuple):  # rows of a batch file
+                    job["inputs"]["batch"] = inputs.add(paths[0])
+                    job["batch_rows"] = paths[1]
+                else:
+                    job["inputs"]["images"] = [inputs.add(p) for p in paths]
                 jobs.append(_finish(job))
             if len(jobs) > MAX_JOBS:
                 problems.append(f"the grid has over {MAX_JOBS} jobs")

@@ -63,11 +63,23 @@ def _simulate(job: dict[str, Any], paths: dict[str, Any], work: Path, log: Any) 
     if paths.get("weights") is not None:
         values["weights"] = str(paths["weights"])
     settings = CaptureSettings.model_validate(values)
-    update, truth = capture_files(paths["images"], settings, log=log)
+    if paths.get("batch") is not None:  # the job's rows of a batch file, as a batch file
+        from gradinvert.io.batch_input import load_any_batch
+        from gradinvert.io.files import BatchFile
+
+        whole, _ = load_any_batch(paths["batch"])
+        rows = job["batch_rows"]
+        sources = [work / "inputs" / "rows.safetensors"]
+        save_batch(BatchFile(whole.images[rows], whole.labels[rows], {}), sources[0], True)
+        names = [f"{job['inputs']['batch'][0]}[{i}]" for i in rows]
+    else:
+        sources = paths["images"]
+        names = [name for name, _ in job["inputs"]["images"]]
+    update, truth = capture_files(sources, settings, log=log)
     record = settings.record()
     record["weights"] = job["inputs"]["weights"][0] if job["inputs"].get("weights") else None
     update.config = record
-    truth.metadata["files"] = [name for name, _ in job["inputs"]["images"]]
+    truth.metadata["files"] = names
     truth.metadata["config"] = record
     save_update(update, work / "update.safetensors")
     save_batch(truth, work / "truth.safetensors", deterministic=True)

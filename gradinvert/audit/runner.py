@@ -141,5 +141,6 @@ def run_audit(
                 on_start,
                 on_done,
                 gpus,
+                resources.cpus,
             )
     return grid, tally, stop

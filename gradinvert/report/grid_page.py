@@ -56,11 +56,17 @@ def verdict_html(rows: list[dict[str, Any]], gates: list[Gate]) -> str:
     basis = "".join(f"<li>{html.escape(line)}</li>" for line in rests_on(rows))
     basis = f"<p>It rests on:</p><ul>{basis}</ul>"
     unfinished = [r for r in rows if r["status"] != "done"]
+    unscored = [r for r in rows if r["status"] == "done" and r["leaks"] is None]
     note = ""
     if unfinished:
-        note = (
+        note += (
             f'<p class="fail">{len(unfinished)} of {len(rows)} cells did not finish '
             "(failed or not run): no verdict covers them.</p>"
+        )
+    if unscored:
+        note += (
+            f'<p class="weak">{len(unscored)} of {len(rows)} cells have no truth to score '
+            "against (recorded updates): reconstructions only, no verdict covers them.</p>"
         )
     if not gates:
         return '<p class="note" id="verdict">No bars given (--fail-above): no verdict.</p>' + basis
@@ -69,7 +75,7 @@ def verdict_html(rows: list[dict[str, Any]], gates: list[Gate]) -> str:
     if leaking:
         text = f"LEAKS: {len(leaking)} of {len(rows)} cells leak above the bars ({bars})"
         return f'<p id="verdict" class="fail">{html.escape(text)}</p>{note}{basis}'
-    done = [r for r in rows if r["status"] == "done"]
+    done = [r for r in rows if r["status"] == "done" and r["leaks"] is not None]
     below = [r for r in done if r["below_budget"]]
     text = f"No leak above the bars ({bars}) in {len(done)} finished cells"
     if below:
