@@ -186,3 +186,18 @@ def test_dry_run_prints_the_grid(tmp_path: Path) -> None:
     assert "defense.noise (2): 0.0, 0.01" in result.stdout
     assert "memory per job: about" in result.stdout
     assert not (tmp_path / "o").exists()
+
+
+def test_an_axis_plot_has_one_line_per_value_of_the_other_axes() -> None:
+    from gradinvert.report.axis_plot import axis_series
+
+    rows = [
+        {"data.batch_size": b, "defense.noise": n, "batch": k, "psnr": 10.0 * b + n + k}
+        for b in (1, 2)
+        for n in (0.0, 0.5)
+        for k in (0, 1)
+    ]
+    series = axis_series(rows, "defense.noise", ["data.batch_size"], "psnr")
+    assert set(series) == {"batch_size=1", "batch_size=2"}
+    # each batch's figure at its point (the plot draws their mean)
+    assert series["batch_size=1"] == {"0.0": [10.0, 11.0], "0.5": [10.5, 11.5]}

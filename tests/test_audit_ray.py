@@ -20,13 +20,23 @@ from ray.cluster_utils import Cluster  # noqa: E402
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Cluster]:
     """One cluster for the module; generous timeouts for a slow shared machine."""
+    if ray.is_initialized():  # another module's Ray (e.g. Flower's simulation)
+        ray.shutdown()
     cluster = Cluster(
         initialize_head=True,
         head_node_args={"num_cpus": 0, "include_dashboard": False},
     )
     nodes = [cluster.add_node(num_cpus=1) for _ in range(2)]
-    cluster.wait_for_nodes(timeout=180)
-    ray.init(address=cluster.address, include_dashboard=False, log_to_driver=False)
+    cluster.wait_for_nodes(timeout=300)
+    for attempt in range(3):  # a slow shared machine can miss the first connection
+        try:
+            ray.init(address=cluster.address, include_dashboard=False, log_to_driver=False)
+            break
+        except (ConnectionError, TimeoutError):
+            if attempt == 2:
+                cluster.shutdown()
+                raise
+            time.sleep(5)
     cluster.worker_nodes_for_test = nodes  # type: ignore[attr-defined]
     try:
         yield cluster

@@ -82,6 +82,10 @@ def test_one_and_two_workers_give_byte_identical_outputs(tmp_path: Path) -> None
     assert job_files(one) == job_files(two)
     for name in ("results.csv", "results.json"):
         assert (one / name).read_bytes() == (two / name).read_bytes()
+    page = (one / "report.html").read_text()
+    for axis in ("data.batch_size", "defense.noise"):
+        assert f"<h2>psnr, ssim, label_acc against {axis}</h2>" in page
+    assert page.count('<img class="grid"') == 4
 
 
 def test_fail_above_gates_the_exit_code_and_the_report_says_what_it_rests_on(

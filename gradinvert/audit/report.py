@@ -24,5 +24,6 @@ def write_report(
         png = store.folder(job_id) / "grid.png"
         return png.read_bytes() if png.is_file() else None
 
-    page = render_grid_report(loaded.plan.title, rows, grid.axes, gates, grid_png)
+    metrics = list(loaded.plan.evaluation.metrics)
+    page = render_grid_report(loaded.plan.title, rows, grid.axes, gates, grid_png, metrics)
     write_text_atomic(path, page, private=True)

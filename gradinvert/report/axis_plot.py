@@ -9,7 +9,15 @@ from typing import Any
 from gradinvert.metrics import Gate
 from gradinvert.report.console import inert
 
-PANELS = (("psnr", "PSNR (dB)"), ("ssim", "SSIM"), ("label_acc", "label accuracy"))
+TITLES = {
+    "psnr": "PSNR (dB)",
+    "psnr_registered": "registered PSNR (dB)",
+    "ssim": "SSIM",
+    "lpips": "LPIPS",
+    "label_acc": "label accuracy",
+    "iip": "IIP",
+}
+PANELS = ("psnr", "ssim", "label_acc")
 MAX_LINES = 8  # more combinations than this: their mean with the min–max band
 
 
@@ -36,9 +44,15 @@ def axis_series(
 
 
 def axis_plot_png(
-    rows: list[dict[str, Any]], axis: str, values: list[Any], others: list[str], gates: list[Gate]
+    rows: list[dict[str, Any]],
+    axis: str,
+    values: list[Any],
+    others: list[str],
+    gates: list[Gate],
+    metrics: tuple[str, ...] | list[str] = PANELS,
 ) -> bytes:
-    """The PNG of ``axis``'s plot (values evenly spaced in the plan's order)."""
+    """The PNG of ``axis``'s plot, one panel per metric (values evenly spaced in the plan's
+    order)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -46,9 +60,12 @@ def axis_plot_png(
 
     position = {_key(v): i for i, v in enumerate(values)}
     with matplotlib.rc_context({"text.parse_math": False, "text.usetex": False}):
-        figure, axes = plt.subplots(1, len(PANELS), figsize=(4.2 * len(PANELS), 3.4), dpi=100)
+        figure, axes = plt.subplots(
+            1, len(metrics), figsize=(4.2 * len(metrics), 3.4), dpi=100, squeeze=False
+        )
         try:
-            for panel, (metric, title) in zip(axes, PANELS, strict=True):
+            for panel, metric in zip(axes[0], metrics, strict=True):
+                title = TITLES[metric]
                 series = axis_series(rows, axis, others, metric)
                 if len(series) > MAX_LINES:
                     means: dict[int, list[float]] = {}
@@ -76,7 +93,7 @@ def axis_plot_png(
                         panel.axhline(
                             gate.value, color="#d62728", linestyle="--", label=f"bar {gate}"
                         )
-                if metric != "psnr":
+                if not metric.startswith("psnr"):
                     panel.set_ylim(-0.05, 1.05)
                 panel.set_xticks(range(len(values)), [_text(v) for v in values])
                 panel.set_xlabel(inert(axis))

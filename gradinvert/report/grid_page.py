@@ -115,6 +115,7 @@ def render_grid_report(
     axes: dict[str, list[Any]],
     gates: list[Gate],
     grid_png: Callable[[str], bytes | None],
+    metrics: list[str] | None = None,
 ) -> str:
     """The page; ``grid_png(job id)`` gives a job's image grid (None: none)."""
     swept = [a for a in axes if a != "batch"]
@@ -122,8 +123,9 @@ def render_grid_report(
     parts.append(table_html(rows, list(axes)))
     for axis in swept:
         others = [o for o in swept if o != axis]
-        png = axis_plot_png(rows, axis, axes[axis], others, gates)
-        heading = f"PSNR, SSIM and label accuracy against {axis}"
+        panels = metrics or ["psnr", "ssim", "label_acc"]
+        png = axis_plot_png(rows, axis, axes[axis], others, gates, panels)
+        heading = f"{', '.join(panels)} against {axis}"
         parts.append(f"<h2>{html.escape(heading)}</h2>")
         parts.append(f'<img class="plot" alt="{html.escape(heading)}" src="{data_uri(png)}">')
     if not swept:

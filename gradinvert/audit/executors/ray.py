@@ -60,7 +60,8 @@ def run_ray(
         }
         if address:
             options["address"] = address
-        else:
+        else:  # a private instance: never join a cluster a stale /tmp/ray record names
+            options["address"] = "local"
             options["num_cpus"] = os.cpu_count() or 1
         try:
             ray.init(**options)
