@@ -25,8 +25,10 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, SAMPLES, write_result  # noqa: E402
+HERE = Path(__file__).resolve().parent
+# benchmarks/common imports torch; the local executor's workers are spawned and import this
+# script again, so it imports common only in main(): torch must load in a worker only after the
+# worker has sized its thread pools (as in the `gradinvert` command).
 
 PLAN = """
 schema_version = 1
@@ -66,6 +68,9 @@ def run(plan: Path, out: Path, **settings: object) -> tuple[float, float, int]:
 
 
 def main() -> None:
+    sys.path.insert(0, str(HERE))
+    from common import RESULTS, SAMPLES, write_result
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--iterations", type=int, default=150)
     parser.add_argument(
