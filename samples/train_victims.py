@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import platform
 import shlex
 import sys
@@ -83,7 +84,9 @@ def machine() -> str:
     return f"{cpu}; torch {torch.__version__}; Python {platform.python_version()}"
 
 
-def report(rows: list[dict], times: dict[str, float], args: argparse.Namespace) -> str:
+def report(
+    rows: list[dict], times: dict[str, float], load: tuple[float, ...], args: argparse.Namespace
+) -> str:
     """The markdown summary: one row per checkpoint, training time per model."""
     n_train = len(digit_files("prior_training", args.train_limit))
     n_val = len(digit_files("validation", args.val_limit))
@@ -112,7 +115,12 @@ def report(rows: list[dict], times: dict[str, float], args: argparse.Namespace) 
         )
     lines += ["", "| model | training time, all epochs (s) |", "|---|---:|"]
     lines += [f"| {model} | {seconds:.0f} |" for model, seconds in times.items()]
-    lines += ["", f"Machine: {machine()}; {torch.get_num_threads()} torch threads available.", ""]
+    lines += [
+        "",
+        f"Machine: {machine()}; {os.cpu_count()} cores; load average {load[0]:.1f} at the "
+        f"start and {os.getloadavg()[0]:.1f} at the end (other jobs share the cores).",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -122,13 +130,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "build" / "victims")
     parser.add_argument("--epochs", default="0,1,5", help="checkpoints after these epochs")
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=0.05)
+    parser.add_argument("--lr", type=float, default=0.01)
     parser.add_argument("--seed", type=int, default=0, help="init seed and shuffling seed")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (results depend)")
     parser.add_argument("--train-limit", type=int, default=None, help="first N tuning digits")
     parser.add_argument("--val-limit", type=int, default=None, help="first N validation digits")
     parser.add_argument("--report", type=Path, default=None, help="write a markdown summary")
     args = parser.parse_args(argv)
+    load = os.getloadavg()
     epochs = tuple(int(e) for e in args.epochs.split(","))
     train = load_digits("prior_training", args.train_limit)
     validation = load_digits("validation", args.val_limit)
@@ -161,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
                 }
             )
     if args.report is not None:
-        text = report(rows, times, args)
+        text = report(rows, times, load, args)
         args.report.parent.mkdir(parents=True, exist_ok=True)
         args.report.write_text(text, encoding="utf-8")
         print(text)

@@ -45,7 +45,7 @@ class VictimRecipe:
     num_classes: int = 10
     epochs: tuple[int, ...] = (0, 1, 5)
     batch_size: int = 32
-    lr: float = 0.05
+    lr: float = 0.01
     momentum: float = 0.9
     weight_decay: float = 5e-4
     seed: int = 0
