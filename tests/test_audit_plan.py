@@ -201,3 +201,15 @@ def test_an_axis_plot_has_one_line_per_value_of_the_other_axes() -> None:
     assert set(series) == {"batch_size=1", "batch_size=2"}
     # each batch's figure at its point (the plot draws their mean)
     assert series["batch_size=1"] == {"0.0": [10.0, 11.0], "0.5": [10.5, 11.5]}
+
+
+def test_tick_labels_are_short_and_keep_every_value_apart() -> None:
+    from gradinvert.report.axis_plot import tick_labels
+
+    paths = [f"victims/convnet-digits32-epoch{e}.safetensors" for e in (0, 1, 10)]
+    assert tick_labels(paths) == ["epoch0", "epoch1", "epoch10"]
+    assert tick_labels(["ig", "gradinversion"]) == ["ig", "gradinversion"]
+    assert tick_labels(["a-x", "a-y"]) == ["x", "y"]
+    assert tick_labels(["run-1", "run-1b"]) == ["1", "1b"]  # never cut a label to nothing
+    assert tick_labels([0.0, 0.01]) == ["0", "0.01"]
+    assert tick_labels(["only/one.toml"]) == ["only/one.toml"]

@@ -4,6 +4,7 @@ byte-identical outputs, and a driver killed with SIGKILL loses nothing it had fi
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import signal
@@ -85,6 +86,14 @@ def test_one_and_two_workers_give_byte_identical_outputs(tmp_path: Path) -> None
     page = (one / "report.html").read_text()
     for axis in ("data.batch_size", "defense.noise"):
         assert f"<h2>psnr, ssim, label_acc against {axis}</h2>" in page
+        # each plot is also a file, the same PNG the page shows
+        plot = (one / "plots" / f"{axis}.png").read_bytes()
+        assert plot.startswith(b"\x89PNG") and plot == (two / "plots" / f"{axis}.png").read_bytes()
+        assert base64.b64encode(plot).decode() in page
+    assert sorted(p.name for p in (one / "plots").iterdir()) == [
+        "data.batch_size.png",
+        "defense.noise.png",
+    ]
     assert page.count('<img class="grid"') == 4
 
 

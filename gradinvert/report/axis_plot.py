@@ -4,6 +4,8 @@ one line per combination of the other swept axes (averaged over batches), the ba
 from __future__ import annotations
 
 import io
+import os
+from pathlib import PurePosixPath
 from typing import Any
 
 from gradinvert.metrics import Gate
@@ -27,6 +29,28 @@ def _key(value: Any) -> str:
 
 def _text(value: Any) -> str:
     return f"{value:g}" if isinstance(value, float) else inert(str(value))
+
+
+SEPARATORS = "-_/. "
+
+
+def tick_labels(values: list[Any]) -> list[str]:
+    """Short labels for an axis's values: file paths by their stem, and a prefix or suffix that
+    every label shares cut back to a separator (``…/convnet-epoch1.safetensors`` → ``epoch1``)."""
+    labels = [_text(v) for v in values]
+    if len(labels) < 2 or not all(isinstance(v, str) for v in values):
+        return labels
+    labels = [PurePosixPath(label).stem if "/" in label else label for label in labels]
+
+    def shared_prefix(texts: list[str]) -> int:
+        common = os.path.commonprefix(texts)
+        cut = max((common.rfind(c) for c in SEPARATORS), default=-1) + 1
+        return cut if all(len(t) > cut for t in texts) else 0
+
+    start = shared_prefix(labels)
+    labels = [label[start:] for label in labels]
+    end = shared_prefix([label[::-1] for label in labels])
+    return [label[: len(label) - end] for label in labels]
 
 
 def axis_series(
@@ -93,17 +117,36 @@ def axis_plot_png(
                         panel.axhline(
                             gate.value, color="#d62728", linestyle="--", label=f"bar {gate}"
                         )
-                if not metric.startswith("psnr"):
-                    panel.set_ylim(-0.05, 1.05)
-                panel.set_xticks(range(len(values)), [_text(v) for v in values])
+                if not metric.startswith("psnr"):  # SSIM can go below 0
+                    panel.set_ylim(min(-0.05, panel.get_ylim()[0]), 1.05)
+                panel.set_xticks(range(len(values)), tick_labels(values))
                 panel.set_xlabel(inert(axis))
                 panel.set_title(title)
                 panel.grid(alpha=0.3)
-                if panel.get_legend_handles_labels()[0]:
-                    panel.legend(loc="best", fontsize=7)
-            figure.tight_layout()
+            _figure_legend(figure, axes[0])
             buffer = io.BytesIO()
-            figure.savefig(buffer, format="png", metadata={"Software": None})
+            figure.savefig(buffer, format="png", metadata={"Software": None}, bbox_inches="tight")
         finally:
             plt.close(figure)
     return buffer.getvalue()
+
+
+def _figure_legend(figure: Any, panels: Any) -> None:
+    """One legend for every panel, below them (lines are the same in each panel; a bar is drawn
+    only in its metric's panel)."""
+    handles: dict[str, Any] = {}
+    for panel in panels:
+        for handle, label in zip(*panel.get_legend_handles_labels(), strict=True):
+            handles.setdefault(label, handle)
+    figure.tight_layout()
+    if handles:
+        columns = min(len(panels), 2 if max(len(label) for label in handles) > 40 else 4)
+        figure.legend(
+            list(handles.values()),
+            list(handles),
+            loc="upper center",
+            bbox_to_anchor=(0.5, 0.0),
+            ncol=columns,
+            fontsize=8,
+            frameon=False,
+        )

@@ -109,6 +109,27 @@ def table_html(rows: list[dict[str, Any]], axes: list[str]) -> str:
     return f'<table id="runs"><tr>{header}</tr>{"".join(body)}</table>'
 
 
+def swept_axes(axes: dict[str, list[Any]]) -> list[str]:
+    """The axes a plot is drawn against (every axis but the batch number)."""
+    return [a for a in axes if a != "batch"]
+
+
+def axis_plots(
+    rows: list[dict[str, Any]],
+    axes: dict[str, list[Any]],
+    gates: list[Gate],
+    metrics: list[str] | None = None,
+) -> dict[str, bytes]:
+    """Swept axis → the PNG of its plot (one panel per metric, one line per value of the other
+    swept axes)."""
+    swept = swept_axes(axes)
+    panels = metrics or ["psnr", "ssim", "label_acc"]
+    return {
+        axis: axis_plot_png(rows, axis, axes[axis], [o for o in swept if o != axis], gates, panels)
+        for axis in swept
+    }
+
+
 def render_grid_report(
     title: str,
     rows: list[dict[str, Any]],
@@ -116,18 +137,21 @@ def render_grid_report(
     gates: list[Gate],
     grid_png: Callable[[str], bytes | None],
     metrics: list[str] | None = None,
+    plots: dict[str, bytes] | None = None,
 ) -> str:
-    """The page; ``grid_png(job id)`` gives a job's image grid (None: none)."""
-    swept = [a for a in axes if a != "batch"]
+    """The page; ``grid_png(job id)`` gives a job's image grid (None: none), ``plots`` the axis
+    plots when already drawn (see :func:`axis_plots`)."""
+    swept = swept_axes(axes)
     parts = [f"<h1>{html.escape(title)}</h1>", verdict_html(rows, gates), "<h2>Cells</h2>"]
     parts.append(table_html(rows, list(axes)))
+    plots = plots if plots is not None else axis_plots(rows, axes, gates, metrics)
+    panels = metrics or ["psnr", "ssim", "label_acc"]
     for axis in swept:
-        others = [o for o in swept if o != axis]
-        panels = metrics or ["psnr", "ssim", "label_acc"]
-        png = axis_plot_png(rows, axis, axes[axis], others, gates, panels)
         heading = f"{', '.join(panels)} against {axis}"
         parts.append(f"<h2>{html.escape(heading)}</h2>")
-        parts.append(f'<img class="plot" alt="{html.escape(heading)}" src="{data_uri(png)}">')
+        parts.append(
+            f'<img class="plot" alt="{html.escape(heading)}" src="{data_uri(plots[axis])}">'
+        )
     if not swept:
         parts.append('<p class="note">No swept axis: no plot.</p>')
     parts.append("<h2>Reconstructions (originals above, reconstructions below)</h2>")
