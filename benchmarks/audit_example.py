@@ -55,7 +55,7 @@ def main() -> None:
     for png in sorted((args.out / "plots").glob("*.png")):
         shutil.copyfile(png, plots / png.name)
     leaking = [r for r in rows if r["leaks"]]
-    summary = run.stderr.strip().splitlines()
+    summary = run.stderr.replace(f"{ROOT}/", "").strip().splitlines()
     lines = [
         "# The README's audit example (benchmarks/audit_example.py)",
         "",

@@ -151,9 +151,10 @@ def budget_problems(command: str) -> list[str]:
 
 
 def output_paths(command: str) -> list[str]:
-    """The files and folders a command names as its outputs."""
+    """The files and folders a command names as its outputs (none for a dry run or a printed
+    config, which write nothing by design)."""
     words = shlex.split(command, comments=True)
-    if not words or words[0] != "gradinvert":
+    if not words or words[0] != "gradinvert" or {"--dry-run", "--print-config"} & set(words):
         return []
     return [
         words[k + 1]
@@ -261,6 +262,7 @@ def test_markers_are_applied_and_checked() -> None:
     ]
     assert second.skip == "minutes long"
     assert output_paths(first.script().splitlines()[0]) == ["r.safetensors"]
+    assert output_paths("gradinvert audit plan.toml --out audit-out --dry-run") == []
     assert budget_problems("gradinvert invert u --iterations 4800 --iterations 3") == []
     assert budget_problems("gradinvert invert u --iterations 3 --iterations 4800")
     assert budget_problems("gradinvert invert u --attack ig")
