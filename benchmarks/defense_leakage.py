@@ -2,8 +2,12 @@
 with and without ``--adapt-defense`` (issue 22).
 
     python benchmarks/defense_leakage.py [--iterations 500] [--batches 1,4,8]
-        [--corpora digits,photos] [--seeds 0,1] [--threads 1]
+        [--corpora digits,photos] [--seeds 0,1] [--threads 1] [--victim-epochs 0]
         [--out benchmarks/results/defense_leakage]
+
+    # the trained victim's table:
+    python benchmarks/defense_leakage.py --victim-epochs 3 --corpora digits --batches 1,4 \
+        --out benchmarks/results/defense_leakage_trained
 
 Data (DESIGN.md §8, validation only, never tuned on): digits = samples/digits32 1400 … 1499;
 photos = the validation list of samples/images32 (7 crops of the held-out photographs, so photos
@@ -16,6 +20,11 @@ mean = std = 0.5, one FedSGD gradient of the mean cross-entropy (client seed 0; 
 aggregate seed i; with ``--seeds``, seed s shifts every client seed by s). LeNet because the
 2-core budget allows a few hundred iterations per run, and the ig attack gets far on it in that
 budget (an untrained convnet-gn stayed near 9 dB).
+
+Trained victim (``--victim-epochs E``): the same LeNet (init seed 0) trained for E epochs on the
+tuning digits 0000-1399 with :func:`gradinvert.models.train_victim` (SGD, lr 0.05, momentum 0.9,
+batch 32, seed 0; CIFAR normalization, which the capture then uses too), as an FL audit would
+see the global model after E epochs of training — the attack gets the trained weights.
 
 Defenses: none; DP-SGD with C = 1 and z ∈ {0, 0.1, 0.5, 1, 2} (ε from Opacus's RDP accountant
 for the whole training: client dataset N = 1000, 100 rounds of one step, δ = 1e-5); secure
@@ -57,7 +66,14 @@ from gradinvert.config import preset  # noqa: E402
 from gradinvert.invert.attack import run_attack  # noqa: E402
 from gradinvert.io.files import BatchFile  # noqa: E402
 from gradinvert.metrics import evaluate_batches  # noqa: E402
-from gradinvert.models import InputSpec, build_model, model_spec  # noqa: E402
+from gradinvert.models import (  # noqa: E402
+    NORMALIZATIONS,
+    InputSpec,
+    build_model,
+    load_state,
+    model_spec,
+    read_state_dict,
+)
 
 DATASET_SIZE, ROUNDS, DELTA, CLIP = 1000, 100, 1e-5, 1.0
 PHOTO_VALIDATION = 7
@@ -95,14 +111,54 @@ def images_of(corpus: str, count: int) -> tuple[torch.Tensor, list[int]]:
     return images, labels
 
 
+UNTRAINED_INPUT = InputSpec((3, 32, 32), (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+
+
+@dataclass(frozen=True)
+class Victim:
+    """The attacked LeNet: its input normalization and trained weights (None: the seeded init)."""
+
+    input_spec: InputSpec = UNTRAINED_INPUT
+    weights: Path | None = None
+    epochs: int = 0
+
+
+def trained_victim(epochs: int) -> Victim:
+    """LeNet trained ``epochs`` epochs on the tuning digits (written once to build/)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "samples"))
+    from train_victims import load_digits
+
+    from gradinvert.models import VictimRecipe, train_victim
+
+    recipe = VictimRecipe(arch="lenet", epochs=(epochs,), lr=0.05, normalize="cifar", threads=1)
+    folder = Path(__file__).resolve().parents[1] / "build" / "victims-lenet"
+    (checkpoint,) = train_victim(
+        recipe,
+        load_digits("prior_training"),
+        folder,
+        validation=load_digits("validation"),
+        data="digits32",
+    )
+    mean, std = NORMALIZATIONS["cifar"]
+    return Victim(InputSpec((3, 32, 32), mean, std), checkpoint.path, epochs)
+
+
 def run_one(
-    corpus: str, batch: int, condition: Condition, adapt: bool, iterations: int, seed: int = 0
+    corpus: str,
+    batch: int,
+    condition: Condition,
+    adapt: bool,
+    iterations: int,
+    seed: int = 0,
+    victim: Victim = Victim(),
 ) -> dict[str, Any]:
     clients = condition.clients
     images, labels = images_of(corpus, batch * clients)
-    input_spec = InputSpec((3, 32, 32), (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+    input_spec = victim.input_spec
     spec = model_spec("lenet", 10, input_spec.shape)
     model = build_model(spec, init_seed=0)
+    if victim.weights is not None:
+        load_state(model, read_state_dict(victim.weights), victim.weights)
     dp = None
     if condition.dp is not None:
         dp = DPConfig(CLIP, condition.dp, DATASET_SIZE, DELTA, ROUNDS)
@@ -281,6 +337,21 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     plt.close(figure)
 
 
+def victim_text(victim: Victim) -> str:
+    """The victim, as the table's header names it."""
+    if victim.weights is None:
+        return "Untrained LeNet victims"
+    from gradinvert.models import read_victim_info
+
+    info = read_victim_info(victim.weights) or {}
+    accuracy = info.get("val_accuracy")
+    scored = f", {accuracy:.2f} accuracy on the validation digits" if accuracy is not None else ""
+    return (
+        f"A trained LeNet victim ({victim.epochs} epochs on the tuning digits 0000-1399{scored}; "
+        f"CIFAR normalization; {victim.weights.name}, built by --victim-epochs)"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--iterations", type=int, default=500)
@@ -288,6 +359,7 @@ def main() -> None:
     parser.add_argument("--corpora", default="digits,photos")
     parser.add_argument("--seeds", default="0")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--victim-epochs", type=int, default=0, help="0: the untrained LeNet")
     parser.add_argument("--out", default=str(RESULTS / "defense_leakage"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -297,8 +369,13 @@ def main() -> None:
     done: dict[str, dict[str, Any]] = {}
     if store.exists():
         saved = json.loads(store.read_text(encoding="utf-8"))
-        if saved.get("iterations") == args.iterations:
+        if saved.get("iterations") == args.iterations and saved.get("victim_epochs", 0) == (
+            args.victim_epochs
+        ):
             done = {_key(r): r for r in saved["rows"]}
+    victim = Victim()
+    if args.victim_epochs > 0:
+        victim = trained_victim(args.victim_epochs)
     batches = [int(b) for b in args.batches.split(",")]
     runs = plan(args.corpora.split(","), batches, [int(x) for x in args.seeds.split(",")])
     machine = (
@@ -310,7 +387,7 @@ def main() -> None:
         key = f"{corpus}|{batch}|{condition.name}|{adapt}|{seed}"
         if key in done:
             continue
-        row = run_one(corpus, batch, condition, adapt, args.iterations, seed)
+        row = run_one(corpus, batch, condition, adapt, args.iterations, seed, victim)
         done[key] = row
         print(
             f"[{number}/{len(runs)}] {key}: PSNR {row['psnr']:.2f}, labels "
@@ -318,12 +395,17 @@ def main() -> None:
             f"(total {time.perf_counter() - started:.0f}s)",
             flush=True,
         )
-        document = {"iterations": args.iterations, "machine": machine, "rows": list(done.values())}
+        document = {
+            "iterations": args.iterations,
+            "victim_epochs": args.victim_epochs,
+            "machine": machine,
+            "rows": list(done.values()),
+        }
         store.write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
     rows = merged([done[f"{c}|{b}|{k.name}|{a}|{s}"] for c, b, k, a, s in runs])
     header = (
         "# Leakage through deployed defenses (benchmarks/defense_leakage.py)\n\n"
-        f"Untrained LeNet victims, one FedSGD gradient, validation images only; "
+        f"{victim_text(victim)}, one FedSGD gradient, validation images only; "
         f"attack: the ig preset, {args.iterations} iterations, 1 restart, labels restored from the "
         f"update; mean over attack/client seeds {args.seeds} (PSNR: min–max in brackets). "
         f"DP-SGD: C = {CLIP:g}, ε for {ROUNDS} rounds at q = B/{DATASET_SIZE}, "
