@@ -118,7 +118,7 @@ UNTRAINED_INPUT = InputSpec((3, 32, 32), (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
 class Victim:
     """The attacked LeNet: its input normalization and trained weights (None: the seeded init)."""
 
-    input_spec: InputSpec = UNTRAINED_INPUT
+    input_spec: InputSpec = field(default_factory=lambda: UNTRAINED_INPUT)
     weights: Path | None = None
     epochs: int = 0
 
@@ -150,8 +150,9 @@ def run_one(
     adapt: bool,
     iterations: int,
     seed: int = 0,
-    victim: Victim = Victim(),
+    victim: Victim | None = None,
 ) -> dict[str, Any]:
+    victim = victim or Victim()
     clients = condition.clients
     images, labels = images_of(corpus, batch * clients)
     input_spec = victim.input_spec
