@@ -88,6 +88,12 @@ def lr_at(config: AttackConfig, iteration: int) -> float:
     if config.scheduler == "step":
         milestones = (total * 3 // 8, total * 5 // 8, total * 7 // 8)
         return config.lr * 0.1 ** sum(iteration >= m for m in milestones)
+    if config.scheduler == "ramp":
+        # GIFD's official schedule (its get_lr; StyleGAN2's projector): ramp-up over the
+        # first 5 %, cosine ramp-down over the last 75 % of the stage.
+        t = iteration / max(1, total)
+        ramp = 0.5 - 0.5 * math.cos(min(1.0, (1.0 - t) / 0.75) * math.pi)
+        return config.lr * ramp * min(1.0, t / 0.05)
     if config.scheduler == "cosine":
         span = max(1, total - config.warmup)
         progress = min(1.0, (iteration - config.warmup) / span)
@@ -123,6 +129,7 @@ class Engine(LongRun):
     space: SearchSpace | None = None  # default: the pixels (GI-x)
     stage: str = ""  # names the stage of a multi-stage run in checkpoints
     history: list[dict[str, Any]] = field(default_factory=list)  # earlier stages' records
+    kept: dict[str, torch.Tensor] = field(default_factory=dict)  # carried across stages
     iteration: int = 0
     resets: list[int] = field(default_factory=list)
     _stop: bool = False
@@ -402,7 +409,7 @@ class Engine(LongRun):
                     f"(last at iteration {self.iteration}); lower --lr or change --optimizer"
                 )
         assert self.space is not None
-        fresh = self.space.fresh(len(indices), self.cpu_rng)
+        fresh = self.space.fresh_for(indices, self.cpu_rng)
         with torch.no_grad():
             for name, param in self.params.items():
                 param[indices] = fresh[name]
@@ -468,6 +475,8 @@ class Engine(LongRun):
             "resets": list(self.resets),
             "history": json.dumps(self.history),
         }
+        if self.kept:
+            state["kept"] = dict(self.kept)
         if self.device.type == "cuda":
             state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
         return state
@@ -511,6 +520,7 @@ class Engine(LongRun):
         self.iteration = int(state["iteration"])
         self.resets = [int(r) for r in state["resets"]]
         self.history = json.loads(state.get("history", "[]"))
+        self.kept = {name: value.to(device) for name, value in state.get("kept", {}).items()}
 
     def adopt_labels(self, logits: torch.Tensor) -> None:
         """Start the learned labels from an earlier stage's (K×N×classes, in place)."""
