@@ -64,17 +64,27 @@ def test_proximity_term_matches_a_hand_computation(relative: bool) -> None:
     params = _moved(space)
     units = _hand_units(space, relative)
     entries = sum(v.numel() for v in space.base.values())
+    expected = []
     for seed in range(3):
-        expected = 0.0
+        value = 0.0
         for image in range(2):
             square = 0.0
             for name, base in space.base.items():
                 d = (params[name][seed, image].double() - base.double()) / units[name]
                 square += float((d * d).sum())
-            expected += 0.7 * square / entries
-        one = {n: v[seed] for n, v in params.items()}
-        assert float(space.penalty(one)) == pytest.approx(expected, rel=1e-5)
-    assert _space(relative).penalty({n: v[0] for n, v in params.items()}) is None
+            value += 0.7 * square / entries
+        expected.append(value)
+    values = space.proximity_values(params)
+    assert values.tolist() == pytest.approx(expected, rel=1e-5)
+    # its closed-form gradient is autograd's gradient of the same value
+    leaves = {n: v.clone().requires_grad_(True) for n, v in params.items()}
+    autograd = torch.autograd.grad(space.proximity_values(leaves).sum(), list(leaves.values()))
+    grads = {n: torch.zeros_like(v) for n, v in params.items()}
+    added = space.add_penalty_(params, grads)
+    assert added is not None and torch.allclose(added, values)
+    for (name, _), expected_grad in zip(leaves.items(), autograd, strict=True):
+        torch.testing.assert_close(grads[name], expected_grad, rtol=1e-4, atol=1e-12)
+    assert _space(relative).add_penalty_(params, grads) is None
 
 
 @pytest.mark.parametrize("relative", [True, False])

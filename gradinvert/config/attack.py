@@ -140,9 +140,9 @@ class AttackConfig(Settings):
     )
     weight_stage: WeightStage = Field(
         "free",
-        description="zw's weight stage: free (the best restart only, copies unconstrained; "
-        "the first version) or prior (every restart refined, each copy kept near G by "
-        "--generator-proximity and --generator-trust).",
+        description="The weight stage (zw, w): free (the first version: zw refines the best "
+        "restart only, copies unconstrained) or prior (zw refines every restart; each copy "
+        "kept near G by --generator-proximity and --generator-trust; fused Adam).",
     )
     generator_proximity: float = Field(
         0.0,

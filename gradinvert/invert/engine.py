@@ -199,8 +199,9 @@ class Engine(LongRun):
             )
         assert self.space is not None
         scales = self.space.lr_scales()
+        fused = {"fused": True} if self.space.fused_optimizer else {}
         if not scales:
-            return torch.optim.Adam(self._parameters(), lr=self.config.lr)
+            return torch.optim.Adam(self._parameters(), lr=self.config.lr, **fused)
         # Per-tensor step sizes (relative generator learning rates): one group per tensor.
         groups = [
             {"params": [param], "lr_scale": scales.get(name, 1.0)}
@@ -208,7 +209,7 @@ class Engine(LongRun):
         ]
         if self.label_logits is not None:
             groups.append({"params": [self.label_logits], "lr_scale": 1.0})
-        return torch.optim.Adam(groups, lr=self.config.lr)
+        return torch.optim.Adam(groups, lr=self.config.lr, **fused)
 
     def pixels(self, candidates: torch.Tensor | None = None) -> torch.Tensor:
         """Candidates as [0, 1] pixels (K×N×C×H×W)."""
@@ -365,8 +366,19 @@ class Engine(LongRun):
             self._reset(bad)
         self.iteration += 1
 
-    def _adam_step(self, lr: float) -> torch.Tensor:
+    def _penalized_gradients(
+        self,
+    ) -> tuple[Params, torch.Tensor | None, torch.Tensor, torch.Tensor]:
+        """:meth:`_gradients` plus the space's closed-form term (:meth:`add_penalty_`)."""
+        assert self.space is not None
         grad_params, grad_labels, total, distance = self._gradients()
+        extra = self.space.add_penalty_(self.params, grad_params)
+        if extra is not None:
+            total = total + extra.to(total.dtype)
+        return grad_params, grad_labels, total, distance
+
+    def _adam_step(self, lr: float) -> torch.Tensor:
+        grad_params, grad_labels, total, distance = self._penalized_gradients()
         bad = ~torch.isfinite(total) | ~_finite_per_seed(grad_params)
         signed = self.config.optimizer == "signed-adam"
         for name, param in self.params.items():
@@ -385,7 +397,7 @@ class Engine(LongRun):
         last: dict[str, torch.Tensor] = {}
 
         def closure() -> torch.Tensor:
-            grad_params, grad_labels, total, distance = self._gradients()
+            grad_params, grad_labels, total, distance = self._penalized_gradients()
             for name, param in self.params.items():
                 param.grad = grad_params[name]
             if grad_labels is not None and self.label_logits is not None:

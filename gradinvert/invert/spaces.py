@@ -45,6 +45,7 @@ class SearchSpace:
     """Base class: see the module docstring."""
 
     name = "base"
+    fused_optimizer = False  # Adam's fused kernel (a generator copy's millions of entries)
 
     def __init__(self, shape: tuple[int, int, int, int], input_spec: InputSpec, device: Any):
         self.shape = shape  # N, C, H, W
@@ -78,6 +79,11 @@ class SearchSpace:
 
     def penalty(self, params: Params) -> torch.Tensor | None:
         """ONE seed's extra loss term on its own parameters (vmappable), or None (default)."""
+        return None
+
+    def add_penalty_(self, params: Params, grads: Params) -> torch.Tensor | None:
+        """A term with a closed-form gradient, applied outside the vmapped loss: adds its
+        gradient to ``grads`` in place and returns its K per-seed values (None: no term)."""
         return None
 
     def lr_scales(self) -> dict[str, float]:
@@ -232,6 +238,9 @@ class _GeneratorCopies(SearchSpace):
         self.generator = generator
         self.relative_lr = relative_lr
         self.proximity, self.trust = float(proximity), float(trust)
+        # Adam's fused kernel is ~8× faster on millions of entries but rounds differently:
+        # the prior-keeping stage uses it, the first version's results stay bit-identical.
+        self.fused_optimizer = bool(proximity or trust)
         module = generator.module
         self.base = {n: p.detach().clone() for n, p in module.named_parameters()}
         scales = weight_lr_scales(self.base) if relative_lr else {}
@@ -267,10 +276,26 @@ class _GeneratorCopies(SearchSpace):
         assert total is not None
         return total
 
-    def penalty(self, params: Params) -> torch.Tensor | None:
+    def proximity_values(self, params: Params) -> torch.Tensor:
+        """Per seed (K leading): λ·Σ_copies mean(d²), the proximity term's value."""
+        squares = self.deviation_squares(params) / self.entries
+        return (
+            self.proximity * squares.flatten(1).sum(1)
+            if squares.dim() > 1
+            else (self.proximity * squares)
+        )
+
+    def add_penalty_(self, params: Params, grads: Params) -> torch.Tensor | None:
+        """The proximity term in closed form: ∂/∂θ of λ·mean(d²) is 2λ·d/(s·n) per entry (n
+        entries per copy), about 10× cheaper than differentiating it inside the vmapped loss."""
         if not self.proximity:
             return None
-        return self.proximity * (self.deviation_squares(params) / self.entries).sum()
+        with torch.no_grad():
+            for name, value in params.items():
+                unit = self.units[name]
+                factor = 2.0 * self.proximity / (unit * unit * self.entries)
+                grads[name].add_(value - self.base[name], alpha=factor)
+            return self.proximity_values(params)
 
     def project_(self, params: Params) -> None:
         if not self.trust:

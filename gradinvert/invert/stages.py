@@ -127,7 +127,7 @@ def build_space(
             shape, input_spec, device, generator, layers, stage.layer, latents, stage.radius
         )
     relative = config.generator_lr_scale == "relative"
-    keep = config.search == "zw" and config.weight_stage == "prior"
+    keep = config.weight_stage == "prior"  # --search w alone: the copies kept near G too
     return WeightSpace(
         shape,
         input_spec,
