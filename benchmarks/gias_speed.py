@@ -40,7 +40,7 @@ PRIOR = dict(weight_stage="prior", generator_proximity=1.0, generator_trust=0.05
 
 def measure(search: str, seeds: int, iterations: int, device_name: str) -> dict[str, float]:
     """Run one configuration in this process and return its timings and peak memory."""
-    from gias_search import validation_batch
+    from gias_search import batch_of
 
     from gradinvert.client.capture import CaptureConfig, capture_update
     from gradinvert.config import preset
@@ -51,7 +51,7 @@ def measure(search: str, seeds: int, iterations: int, device_name: str) -> dict[
 
     keep_freed_memory()
     device = resolve_device(device_name)
-    images, labels, _ = validation_batch("photos", 0)
+    images, labels, _ = batch_of("photos32", 0, "validation")
     mean, std = NORMALIZATIONS["imagenet"]
     input_spec = InputSpec(tuple(images.shape[1:]), mean, std)  # type: ignore[arg-type]
     spec = model_spec("resnet18", 10, input_spec.shape)
