@@ -340,15 +340,21 @@ def main() -> None:
     rows: list[dict[str, Any]] = []
     if raw.exists() and not args.fresh:
         rows = json.loads(raw.read_text(encoding="utf-8"))
+    # Batch by batch (every case of batch 0 first), so a run stopped early leaves whole
+    # batches; rows already in the .json (earlier runs) are kept and not run again.
+    done = {(r["split"], r["corpus"], r["case"], r["batch"]) for r in rows}
     for corpus in args.corpora.split(","):
         available = 2 if corpus == "photos64" else args.batches  # 8 validation photos at 64 px
-        for case in CASES:
-            if corpus not in case.corpora or (wanted and case.name not in wanted):
-                continue
-            count = min(available, args.batches if case in MAIN else args.extra_batches)
-            for index in range(count):
-                row = run_case(case, corpus, index, args, device)
+        for index in range(min(available, args.batches)):
+            for case in CASES:
+                if corpus not in case.corpora or (wanted and case.name not in wanted):
+                    continue
+                if index >= (args.batches if case in MAIN else args.extra_batches):
+                    continue
                 key = (args.split, corpus, case.name, index)
+                if key in done:
+                    continue
+                row = run_case(case, corpus, index, args, device)
                 rows = [r for r in rows if (r["split"], r["corpus"], r["case"], r["batch"]) != key]
                 rows.append(row)
                 print(
