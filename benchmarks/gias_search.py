@@ -340,16 +340,18 @@ def main() -> None:
     rows: list[dict[str, Any]] = []
     if raw.exists() and not args.fresh:
         rows = json.loads(raw.read_text(encoding="utf-8"))
-    # Batch by batch (every case of batch 0 first), so a run stopped early leaves whole
-    # batches; rows already in the .json (earlier runs) are kept and not run again.
+    # Batch by batch (every main case of batch 0 first; the extra rows last), so a run stopped
+    # early leaves whole batches; rows already in the .json (earlier runs) are not run again.
     done = {(r["split"], r["corpus"], r["case"], r["batch"]) for r in rows}
+    order = [(index, MAIN) for index in range(args.batches)]
+    order += [(index, EXTRA) for index in range(args.extra_batches)]
     for corpus in args.corpora.split(","):
         available = 2 if corpus == "photos64" else args.batches  # 8 validation photos at 64 px
-        for index in range(min(available, args.batches)):
-            for case in CASES:
+        for index, cases in order:
+            if index >= available:
+                continue
+            for case in cases:
                 if corpus not in case.corpora or (wanted and case.name not in wanted):
-                    continue
-                if index >= (args.batches if case in MAIN else args.extra_batches):
                     continue
                 key = (args.split, corpus, case.name, index)
                 if key in done:
