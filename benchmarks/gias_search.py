@@ -315,6 +315,52 @@ def table(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
     return "\n".join(lines)
 
 
+def summary(paths: list[Path], link: str = "") -> str:
+    """One table over the corpora of several result files: PSNR mean ± sd per case (n batches),
+    and the stage ablation of the multi-stage cases. ``link``: prefix of the grid links."""
+    rows = [r for path in paths for r in json.loads(path.read_text(encoding="utf-8"))]
+    rows = [r for r in rows if r["split"] == "validation"]
+    corpora = [c for c in ("digits", "photos32", "photos64") if any(r["corpus"] == c for r in rows)]
+    lines = [
+        "| case | " + " | ".join(corpora) + " |",
+        "|---|" + "---|" * len(corpora),
+    ]
+    flat = {}
+    for corpus in corpora:
+        count = len({r["batch"] for r in rows if r["corpus"] == corpus and r["case"] == "gi-x"})
+        flat[corpus] = flat_baseline(corpus, max(count, 1), "validation")
+    for case in CASES:
+        cells = []
+        for corpus in corpora:
+            found = [r for r in rows if r["corpus"] == corpus and r["case"] == case.name]
+            if not found:
+                cells.append("–")
+                continue
+            found.sort(key=lambda r: r["batch"])
+            grid = f"[grid]({link}{found[0]['grid']})" if link else ""
+            cells.append(f"{_mean_sd([r['psnr'] for r in found])} (n={len(found)}) {grid}")
+        if any(c != "–" for c in cells):
+            lines.append(f"| {case.name} | " + " | ".join(cells) + " |")
+    lines.append(
+        "| flat own-colour image | " + " | ".join(f"{flat[c]:.2f}" for c in corpora) + " |"
+    )
+    lines += ["", "Stage ablation (PSNR of the restart an attacker picks, at each stage's end):"]
+    lines.append("")
+    lines += ["| corpus | case | stages |", "|---|---|---|"]
+    for corpus in corpora:
+        for name in ("gi-zw-old", "gi-zw-new", "gi-f"):
+            found = [r for r in rows if r["corpus"] == corpus and r["case"] == name]
+            stages = list(found[0]["stage_psnr"]) if found else []
+            text = " → ".join(
+                f"{stage} {statistics.mean(r['stage_psnr'][stage] for r in found):.2f}"
+                for stage in stages
+                if all(stage in r["stage_psnr"] for r in found)
+            )
+            if text:
+                lines.append(f"| {corpus} | {name} | {text} |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--total", type=int, default=120)
@@ -331,7 +377,13 @@ def main() -> None:
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--fresh", action="store_true", help="forget earlier runs' rows")
     parser.add_argument("--out", type=Path, default=RESULTS / "gias_search.md")
+    parser.add_argument(
+        "--summary", nargs="+", type=Path, help="only write one table over these .json files"
+    )
     args = parser.parse_args()
+    if args.summary:
+        write_result(summary(args.summary), args.out)
+        return
     torch.set_num_threads(args.threads)
     keep_freed_memory()
     device = resolve_device(args.device)
