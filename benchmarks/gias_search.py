@@ -318,8 +318,11 @@ def table(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
 def summary(paths: list[Path], link: str = "") -> str:
     """One table over the corpora of several result files: PSNR mean ± sd per case (n batches),
     and the stage ablation of the multi-stage cases. ``link``: prefix of the grid links."""
-    rows = [r for path in paths for r in json.loads(path.read_text(encoding="utf-8"))]
-    rows = [r for r in rows if r["split"] == "validation"]
+    unique = {}  # one row per (corpus, case, batch): files written side by side may overlap
+    for path in paths:
+        for r in json.loads(path.read_text(encoding="utf-8")):
+            unique[(r["split"], r["corpus"], r["case"], r["batch"])] = r
+    rows = [r for r in unique.values() if r["split"] == "validation"]
     corpora = [c for c in ("digits", "photos32", "photos64") if any(r["corpus"] == c for r in rows)]
     lines = [
         "| case | " + " | ".join(corpora) + " |",
@@ -370,6 +373,7 @@ def main() -> None:
     parser.add_argument("--corpora", default="digits,photos32,photos64")
     parser.add_argument("--batches", type=int, default=3)
     parser.add_argument("--extra-batches", type=int, default=1)
+    parser.add_argument("--batch-list", default="", help="run these batches only (e.g. 2)")
     parser.add_argument("--cases", default="all", help="comma-separated case names")
     parser.add_argument("--split", default="validation", choices=("validation", "tuning"))
     parser.add_argument("--device", default="auto")
@@ -395,7 +399,10 @@ def main() -> None:
     # Batch by batch (every main case of batch 0 first; the extra rows last), so a run stopped
     # early leaves whole batches; rows already in the .json (earlier runs) are not run again.
     done = {(r["split"], r["corpus"], r["case"], r["batch"]) for r in rows}
-    order = [(index, MAIN) for index in range(args.batches)]
+    chosen = range(args.batches)
+    if args.batch_list:
+        chosen = [int(b) for b in args.batch_list.split(",")]
+    order = [(index, MAIN) for index in chosen]
     order += [(index, EXTRA) for index in range(args.extra_batches)]
     for corpus in args.corpora.split(","):
         available = 2 if corpus == "photos64" else args.batches  # 8 validation photos at 64 px
