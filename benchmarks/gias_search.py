@@ -405,7 +405,7 @@ def main() -> None:
     order = [(index, MAIN) for index in chosen]
     order += [(index, EXTRA) for index in range(args.extra_batches)]
     for corpus in args.corpora.split(","):
-        available = 2 if corpus == "photos64" else args.batches  # 8 validation photos at 64 px
+        available = 2 if corpus == "photos64" else 25  # 8 validation photos at 64 px
         for index, cases in order:
             if index >= available:
                 continue
