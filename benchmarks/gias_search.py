@@ -384,9 +384,10 @@ def main() -> None:
     parser.add_argument(
         "--summary", nargs="+", type=Path, help="only write one table over these .json files"
     )
+    parser.add_argument("--link", default="", help="--summary: prefix of the grid links")
     args = parser.parse_args()
     if args.summary:
-        write_result(summary(args.summary), args.out)
+        write_result(summary(args.summary, args.link), args.out)
         return
     torch.set_num_threads(args.threads)
     keep_freed_memory()
