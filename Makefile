@@ -1,17 +1,17 @@
 # All set-up happens here: the first `make test` or `make demo` on a fresh machine creates
-# .venv inside the repo and installs the package with its test, flower and docs extras.
+# .venv inside the repo and installs the package with its test, flower, ray and docs extras.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint docs demo report-check bench-deps clean
+.PHONY: install test lint docs demo report-check victims bench-deps clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade pip
 	# Ask for torch and torchvision together so pip resolves a matching pair from the registry.
-	$(BIN)/python -m pip install -e ".[test,flower,docs]"
+	$(BIN)/python -m pip install -e ".[test,flower,ray,docs]"
 	$(BIN)/python -c "import torch, torchvision; print('torch', torch.__version__, 'torchvision', torchvision.__version__)"
 	touch $(STAMP)
 
@@ -34,6 +34,13 @@ test: lint docs
 
 demo: $(STAMP)
 	$(BIN)/gradinvert demo --out demo-out
+
+# Trained victims (docs/how-to/trained-victims.md): convnet and cifar-resnet18 trained on the tuning
+# digits, checkpoints after 0, 1 and 5 epochs in build/victims/ (cifar-resnet18: 45 MB each, so
+# built here, not shipped; the convnet ones also ship in samples/victims/). Several minutes on 2
+# cores; neither the tests nor the demo need it.
+victims: $(STAMP)
+	nice -n 10 $(BIN)/python samples/train_victims.py --out build/victims
 
 # Render an audit report in headless Chromium (installed from Debian's packages when absent).
 report-check: $(STAMP)

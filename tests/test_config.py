@@ -203,6 +203,7 @@ COMMANDS = {  # command words before the options (inputs are not read by --print
     "import": ["import", "--out", "u.safetensors", "--model", "convnet", "--input-shape", "3,8,8"],
     "demo": ["demo"],
     "report": ["report", "scores.json"],
+    "audit": ["audit", "plan.toml", "--out", "audit-out"],
 }
 SAMPLES = {  # values that pass each field's own rule
     "input_shape": "1,16,16",

@@ -31,6 +31,16 @@ SPEC = model_spec("lenet", 10, (3, 32, 32))
 SAMPLES = sorted(Path("samples/images32").resolve().glob("*.png"))
 LABELS = {0: [0, 1], 1: [2, 3]}  # client partition -> labels of its two images
 STEPS, LR = 2, 0.05
+REPLY_TIMEOUT_S = 300
+# A private Ray instance: with no address, ray.init joins the cluster that the last `ray start` on
+# this machine recorded in /tmp/ray, and fails when that cluster is gone. Two CPUs and a small
+# object store are all two tiny clients need (Ray's default takes 30 % of memory in /dev/shm).
+RAY_INIT = {
+    "address": "local",
+    "num_cpus": 2,
+    "object_store_memory": 100 * 2**20,
+    "include_dashboard": False,
+}
 
 
 def _client_app(own_dir: Path) -> ClientApp:
@@ -78,7 +88,9 @@ def _server_app(out_dir: Path) -> ServerApp:
             local=LocalTraining(steps=STEPS, lr=LR, batch_size=2),
         )
         initial = ArrayRecord(build_model(SPEC).state_dict())
-        strategy.start(grid=grid, initial_arrays=initial, num_rounds=1)
+        # Flower waits an hour for replies by default: a simulation whose backend failed would
+        # hold the test session open that long after the failure.
+        strategy.start(grid=grid, initial_arrays=initial, num_rounds=1, timeout=REPLY_TIMEOUT_S)
 
     return server
 
@@ -90,7 +102,10 @@ def test_flower_simulation_replies_become_update_files(tmp_path: Path):
         server_app=_server_app(out_dir),
         client_app=_client_app(own_dir),
         num_supernodes=2,
-        backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0}},
+        backend_config={
+            "client_resources": {"num_cpus": 1, "num_gpus": 0.0},
+            "init_args": RAY_INIT,
+        },
     )
     files = sorted(out_dir.glob("round-001-node-*.safetensors"))
     assert len(files) == 2, sorted(tmp_path.rglob("*"))

@@ -119,3 +119,12 @@ def test_bad_scores_files(audit: Path, tmp_path: Path):
     result = invoke("report", tmp_path / "other.json", "--out", out)
     assert result.exit_code == 65 and "not an `evaluate --json` scores file" in result.output
     assert not out.exists()
+
+
+def test_a_pass_from_attacks_below_their_budget_says_it_is_weak_evidence(audit: Path):
+    page = _report(audit, "--fail-above", "psnr=99")
+    verdict = re.search(r'<p id="verdict" class="pass">(.*?)</p>', page)
+    assert verdict is not None
+    text = verdict.group(1).replace("&#x27;", "'")
+    assert "weak evidence: 2 of them ran their attack below its preset's iteration budget" in text
+    assert "ig 3 of 4800 iterations" in text

@@ -8,6 +8,7 @@ import typer
 
 from gradinvert import __version__
 from gradinvert.cli import aggregate, capture, import_cmd, inspect
+from gradinvert.cli import audit as audit_cmd
 from gradinvert.cli import demo as demo_cmd
 from gradinvert.cli import evaluate as evaluate_cmd
 from gradinvert.cli import invert as invert_cmd
@@ -69,6 +70,7 @@ app.command("report")(report_cmd.report)
 app.command("invert")(invert_cmd.invert)
 app.command("labels")(labels_cmd.labels)
 app.command("demo")(demo_cmd.demo)
+app.command("audit")(audit_cmd.audit)
 app.command("train-prior")(train_prior_cmd.train_prior_command)
 app.command("learn-prior")(learn_prior_cmd.learn_prior_command)
 app.command("train-inverter")(train_inverter_cmd.train_inverter_command)

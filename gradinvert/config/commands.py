@@ -4,6 +4,7 @@ class (see :func:`gradinvert.config.base.recorded_settings`)."""
 from gradinvert.config import (
     aggregate,
     attack,
+    audit,
     capture,
     demo,
     evaluate,
@@ -19,6 +20,7 @@ from gradinvert.config import (
 __all__ = [
     "aggregate",
     "attack",
+    "audit",
     "capture",
     "demo",
     "evaluate",

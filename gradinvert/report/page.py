@@ -96,7 +96,30 @@ def _verdict_html(runs: list[Run], result: Verdict) -> str:
         text = f"FAIL: {len(failed)} of {len(runs)} runs leak above the bars ({bars})"
         return f'<p id="verdict" class="fail">{html.escape(text)}</p>'
     text = f"PASS: all {len(runs)} runs stay under the bars ({bars})"
+    short = below_budget(runs)
+    if short:
+        text += (
+            f" — weak evidence: {len(short)} of them ran their attack below its preset's "
+            f"iteration budget ({'; '.join(short)})"
+        )
     return f'<p id="verdict" class="pass">{html.escape(text)}</p>'
+
+
+def below_budget(runs: list[Run]) -> list[str]:
+    """``name: attack I of B iterations`` for each run whose attack ran fewer iterations than
+    its preset's paper (B): such a run staying under a bar is weak evidence of safety."""
+    from gradinvert.config.attack import PRESETS, AttackConfig
+
+    found = []
+    for run in runs:
+        attack, iterations = run.settings.get("attack"), run.settings.get("iterations")
+        if attack not in PRESETS or not isinstance(iterations, int):
+            continue
+        default = AttackConfig.model_fields["iterations"].default
+        budget = int(PRESETS[attack].settings.get("iterations", default))
+        if iterations < budget:
+            found.append(f"{run.name}: {attack} {iterations} of {budget} iterations")
+    return found
 
 
 def _plot_html(runs: list[Run], gates: list[Gate]) -> str:
