@@ -272,3 +272,8 @@ def test_gifd_resumes_from_a_checkpoint_written_at_the_end_of_a_layer_stage(
     )
     assert torch.equal(resumed.images, straight.images)
     assert resumed.metadata == straight.metadata
+
+
+def test_gifd_refuses_a_consensus_output() -> None:
+    with pytest.raises(UsageError, match="lowest gradient distance"):
+        _gifd(pick="consensus")

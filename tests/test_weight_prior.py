@@ -261,3 +261,14 @@ def test_probe_result_survives_a_resume_in_the_weight_stage(tmp_path: Path) -> N
     )
     assert torch.equal(resumed.images, straight.images)
     assert resumed.metadata == straight.metadata
+
+
+def test_memory_estimate_counts_every_restarts_copies() -> None:
+    from gradinvert.models.footprint import update_footprint
+    from gradinvert.runtime.memory import GENERATOR_COPIES, estimate_invert
+
+    update, _, _ = make_update(count=2)
+    footprint = update_footprint(update)
+    one = estimate_invert(update, footprint, 2, 3, "zw", 1000).bytes
+    every = estimate_invert(update, footprint, 2, 3, "zw", 1000, every_restart=True).bytes
+    assert every - one == 4 * 2 * 2 * 1000 * GENERATOR_COPIES  # two more seeds' 2 copies each

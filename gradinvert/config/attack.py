@@ -194,6 +194,11 @@ class AttackConfig(Settings):
             problems.append(exc.message)
         if self.pick == "consensus" and self.seeds < 2:
             problems.append("--pick consensus needs --seeds 2 or more")
+        if self.pick == "consensus" and self.search == "f":
+            problems.append(
+                "--search f returns the stage output with the lowest gradient distance: "
+                "use --pick best"
+            )
         if problems:
             raise ValueError("; ".join(problems))
         return self
