@@ -25,18 +25,22 @@ from pathlib import Path
 import torch
 from common import RESULTS, write_result
 
-CONFIGS = [  # (search, seeds): x and zw's weight stage run one seed; w and z also run three
+CONFIGS = [  # (search, seeds): x and zw's old weight stage run one seed; the others three
     ("x", 1),
     ("w", 1),
+    ("w-prior", 1),
     ("x", 3),
     ("z", 3),
     ("w", 3),
+    ("w-prior", 3),
+    ("f", 3),
 ]
+PRIOR = dict(weight_stage="prior", generator_proximity=1.0, generator_trust=0.05)
 
 
 def measure(search: str, seeds: int, iterations: int, device_name: str) -> dict[str, float]:
     """Run one configuration in this process and return its timings and peak memory."""
-    from gias_search import validation_batch
+    from gias_search import batch_of
 
     from gradinvert.client.capture import CaptureConfig, capture_update
     from gradinvert.config import preset
@@ -47,7 +51,7 @@ def measure(search: str, seeds: int, iterations: int, device_name: str) -> dict[
 
     keep_freed_memory()
     device = resolve_device(device_name)
-    images, labels, _ = validation_batch("photos", 0)
+    images, labels, _ = batch_of("photos32", 0, "validation")
     mean, std = NORMALIZATIONS["imagenet"]
     input_spec = InputSpec(tuple(images.shape[1:]), mean, std)  # type: ignore[arg-type]
     spec = model_spec("resnet18", 10, input_spec.shape)
@@ -55,13 +59,19 @@ def measure(search: str, seeds: int, iterations: int, device_name: str) -> dict[
     update = capture_update(
         model, spec, input_spec, images, torch.tensor(labels), CaptureConfig(seed=0)
     )
-    settings = {"seeds": seeds, "iterations": iterations + 3}
-    if search != "x":
+    settings: dict[str, object] = {"seeds": seeds, "iterations": iterations + 3}
+    if search == "w-prior":
+        settings.update(PRIOR, search="w", generator="dcgan")
+    elif search == "f":  # one feature stage (layer 2 of 5), timed after a 1-iteration z stage
+        settings.update(search="f", generator="dcgan", latent_iterations=1, feature_layers=2)
+    elif search != "x":
         settings.update(search=search, generator="dcgan")
-    config = preset("ig" if search == "x" else "gias", **settings)
+    config = preset("ig" if search == "x" else "gias" if search != "f" else "gifd", **settings)
     stamps: list[float] = []
 
-    def tick(_engine: object, _progress: object) -> None:
+    def tick(engine: object, _progress: object) -> None:
+        if search == "f" and getattr(engine, "stage", "") != "f2":
+            return
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         stamps.append(time.perf_counter())
@@ -115,16 +125,18 @@ def main() -> None:
     for (search, seeds), value in results.items():
         base = results.get(("x", seeds))
         ratio = value["seconds"] / base["seconds"] if base else float("nan")
-        copies = seeds * 4 if search == "w" else 0
+        copies = seeds * 4 if search.startswith("w") else 0
         lines.append(
             f"| {search} | {seeds} | {copies or '–'} | {value['seconds']:.3f} | {ratio:.2f} | "
             f"{value['peak_mib']:.0f} |"
         )
     lines += [
         "",
-        "zw runs its latent stage at the `z` row's cost and its weight stage (one seed) at the "
-        "`w`, K = 1 row's cost. Memory of the weight stage's state: parameters, gradients and "
-        f"Adam's two moments = 4 × {copy_mib:.1f} MiB per copy.",
+        "zw runs its latent stage at the `z` row's cost; its old weight stage (one seed) at the "
+        "`w`, K = 1 row's cost, the new one (`--weight-stage prior`: every restart, proximity "
+        "and trust region, fused Adam) at the `w-prior`, K = 3 row's. `f`: one GIFD feature "
+        "stage (the output of layer 2 optimized). Memory of the weight stage's state: "
+        f"parameters, gradients and Adam's two moments = 4 × {copy_mib:.1f} MiB per copy.",
         "",
     ]
     write_result("\n".join(lines), args.out)

@@ -44,6 +44,8 @@ def _sample_value(name: str, default: object) -> tuple[list[str], object]:
         return [flag, "ig"], "ig"
     if name == "layers":
         return [flag, "top-k:2"], "top-k:2"
+    if name == "feature_radii":  # a repeatable option: one value per generator layer
+        return [flag, "0.5", flag, "0.25"], [0.5, 0.25]
     if name in ("generator", "generator_weights", "inverter", "max_memory", "device"):
         return [flag, "x.safetensors" if name != "max_memory" else "8GB"], (
             "x.safetensors" if name != "max_memory" else "8GB"
@@ -106,7 +108,7 @@ def test_every_problem_of_the_command_line_at_once(update_file: Path) -> None:
     assert result.exit_code == 2
     line = result.output.strip()
     assert line.count("\n") == 0 and "Traceback" not in result.output
-    for part in ("--iterations", "--tv", "--search: Input should be 'x', 'z', 'w' or 'zw'"):
+    for part in ("--iterations", "--tv", "--search: Input should be 'x', 'z', 'w', 'zw' or 'f'"):
         assert part in line
 
 
@@ -156,7 +158,7 @@ def test_toml_round_trip() -> None:
 
 
 def test_preset_files_validate_and_name_a_source_for_every_value() -> None:
-    assert list(PRESETS) == ["dlg", "idlg", "ig", "gradinversion", "gias"]
+    assert list(PRESETS) == ["dlg", "idlg", "ig", "gradinversion", "gias", "gifd"]
     for preset in PRESETS.values():
         assert set(preset.settings) <= set(AttackConfig.model_fields), preset.name
         assert set(preset.value_sources) == set(preset.settings), preset.name

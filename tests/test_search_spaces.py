@@ -348,7 +348,7 @@ def test_cli_gias_with_a_user_generator(update_file: Path, tmp_path: Path) -> No
         (["--search", "w", "--generator", "models_for_tests:tiny_generator_16px"], 65, "16, 16"),
         (["--search", "z", "--generator", "models_for_tests:tiny_generator_grey"], 65, "(1, 8"),
         (["--search", "w", "--generator", "missing.safetensors"], 66, "no such generator"),
-        (["--search", "q"], 2, "--search: Input should be 'x', 'z', 'w' or 'zw' (got 'q')"),
+        (["--search", "q"], 2, "--search: Input should be 'x', 'z', 'w', 'zw' or 'f' (got 'q')"),
     ],
 )
 def test_cli_bad_generators(

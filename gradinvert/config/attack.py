@@ -20,14 +20,15 @@ from gradinvert.runtime.errors import UsageError
 
 Optimizer = Literal["adam", "signed-adam", "lbfgs"]
 Objective = Literal["l2", "sql2", "cosine", "layer-cosine"]
-Scheduler = Literal["none", "step", "cosine"]
+Scheduler = Literal["none", "step", "cosine", "ramp"]
 Pick = Literal["best", "consensus"]
 Init = Literal["randn", "rand", "grey", "git"]
 Registration = Literal["none", "translate", "translate-flip"]
 LayerWeights = Literal["uniform", "relative"]
-Search = Literal["x", "z", "w", "zw"]
+Search = Literal["x", "z", "w", "zw", "f"]
 Calibration = Literal["none", "start"]
-LrScale = Literal["relative", "absolute"]
+LrScale = Literal["relative", "absolute", "auto"]
+WeightStage = Literal["prior", "free"]
 NonNegative = Field(ge=0)
 
 
@@ -47,7 +48,9 @@ class AttackConfig(Settings):
     )
     lr: float = Field(0.1, gt=0, description="Learning rate.")
     scheduler: Scheduler = Field(
-        "none", description="none, step (×0.1 at 3/8, 5/8, 7/8) or cosine."
+        "none",
+        description="none, step (×0.1 at 3/8, 5/8, 7/8), cosine, or ramp (GIFD's official "
+        "schedule: linear warm-up over the first 5 %, cosine ramp-down over the last 75 %).",
     )
     warmup: int = Field(0, ge=0, description="lr warm-up steps.")
     objective: Objective = Field(
@@ -132,14 +135,49 @@ class AttackConfig(Settings):
     generator_lr_scale: LrScale = Field(
         "relative",
         description="relative (default): each weight tensor steps by --generator-lr × its RMS, "
-        "so one lr fits any generator; absolute: the lr as is.",
+        "so one lr fits any generator; absolute: the lr as is; auto: a short trial of each "
+        "(--probe-iterations) and the one with the lower gradient distance (recorded).",
+    )
+    weight_stage: WeightStage = Field(
+        "free",
+        description="The weight stage (zw, w): free (the first version: zw refines the best "
+        "restart only, copies unconstrained) or prior (zw refines every restart; each copy "
+        "kept near G by --generator-proximity and --generator-trust; fused Adam).",
+    )
+    generator_proximity: float = Field(
+        0.0,
+        ge=0,
+        description="Weight λ of λ·mean(((θᵢ − θ)/s)²) per image copy, s the lr scale's unit "
+        "per weight tensor (its RMS when relative, 1 when absolute).",
+    )
+    generator_trust: float = Field(
+        0.0,
+        ge=0,
+        description="Trust region: after every step each copy's RMS of (θᵢ − θ)/s is cut back "
+        "to at most this (0: none).",
+    )
+    probe_iterations: int = Field(
+        50, ge=1, description="Iterations of each trial of --generator-lr-scale auto."
+    )
+    feature_lr: float = Field(
+        0.1, gt=0, description="--search f: learning rate of the intermediate feature maps."
+    )
+    feature_radii: list[float] = Field(
+        default_factory=lambda: [0.1, 0.2, 0.3, 0.4],
+        max_length=64,
+        description="--search f: per generator layer, the ℓ1-ball radius around the layer's "
+        "start, as a fraction of each image's start ℓ1 norm (≤ 0: unbounded; the last value "
+        "repeats for deeper layers).",
+    )
+    feature_layers: int = Field(
+        0, ge=0, description="--search f: how many layers to walk (0: every one)."
     )
 
     @model_validator(mode="after")
     def _consistent(self) -> AttackConfig:
         problems: list[str] = []
         if self.search == "x" and (self.generator or self.generator_weights):
-            problems.append("--generator is used by --search z, w or zw, not by --search x")
+            problems.append("--generator is used by --search z, w, zw or f, not by --search x")
         if self.generator_weights and not self.generator:
             problems.append("--generator-weights needs --generator")
         uses_inverter = self.init == "git" or self.inverter_prior > 0
@@ -156,6 +194,11 @@ class AttackConfig(Settings):
             problems.append(exc.message)
         if self.pick == "consensus" and self.seeds < 2:
             problems.append("--pick consensus needs --seeds 2 or more")
+        if self.pick == "consensus" and self.search == "f":
+            problems.append(
+                "--search f returns the stage output with the lowest gradient distance: "
+                "use --pick best"
+            )
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -227,7 +270,7 @@ def _load_presets() -> dict[str, Preset]:
 
 def _rank(name: str) -> tuple[int, str]:
     """Presets in the order of the literature, then any others by name."""
-    order = ("dlg", "idlg", "ig", "gradinversion", "gias")
+    order = ("dlg", "idlg", "ig", "gradinversion", "gias", "gifd")
     return (order.index(name) if name in order else len(order), name)
 
 
@@ -303,7 +346,11 @@ def preset_table() -> str:
                 value = f"{value if isinstance(value, str) else f'{value:g}'}, calibrated"
             if name == "iterations" and config.search == "zw":
                 value = f"{config.latent_iterations} z + {value} w"
-            if name == "lr" and config.search != "x":
+            if name == "iterations" and config.search == "f":
+                value = f"{config.latent_iterations} z + {value} per layer"
+            if name == "lr" and config.search == "f":
+                value = f"z {config.latent_lr:g}, f {config.feature_lr:g}"
+            elif name == "lr" and config.search != "x":
                 value = f"z {config.latent_lr:g}, w {config.generator_lr:g}"
             if name == "group" and value:
                 value = f"{value:g} ({config.registration})"

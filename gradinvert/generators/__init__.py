@@ -14,5 +14,7 @@ __all__, __getattr__, __dir__ = lazy_exports(
         "load_generator": "loader",
         "load_generator_file": "store",
         "save_generator": "store",
+        "run_layers": "layers",
+        "split_layers": "layers",
     },
 )

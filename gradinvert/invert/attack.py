@@ -9,6 +9,7 @@ in that best seed's frame and slot order.
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -22,7 +23,13 @@ from gradinvert.invert.engine import CHECKPOINT, Engine, Progress
 from gradinvert.invert.objectives import select_layers
 from gradinvert.invert.priors import bn_reference
 from gradinvert.invert.simulate import Simulator, Victim, build_victim
-from gradinvert.invert.stages import build_space, plan_stages, weight_latents
+from gradinvert.invert.stages import (
+    Stage,
+    build_space,
+    feature_layer_count,
+    plan_stages,
+    weight_latents,
+)
 from gradinvert.io.files import BatchFile, UpdateFile, check_labels
 from gradinvert.runtime.checkpoint import check_resume, fingerprint, read_checkpoint
 from gradinvert.runtime.device import rng_devices
@@ -214,7 +221,7 @@ def run_attack(
         start if start is not None else [],
     )
     saved = read_checkpoint(checkpoint, CHECKPOINT, run_id) if resume else None  # type: ignore[arg-type]
-    stages = plan_stages(config)
+    stages = plan_stages(config, feature_layer_count(config, generator))
     first = 0
     if saved is not None:
         names = [stage.name for stage in stages]
@@ -230,17 +237,20 @@ def run_attack(
         if config.search == "w":
             assert generator is not None
             latents = weight_latents(generator, config.seeds, batch, config.seed)
-        elif first > 0:  # resuming into zw's weight stage: the checkpoint holds its latents
-            latents = saved["fixed"]["z"]  # type: ignore[index]
+        elif first > 0:  # resuming into a later stage: the checkpoint holds what it started from
+            fixed = saved["fixed"]  # type: ignore[index]
+            latents = fixed["start"] if stages[first].layer else fixed["z"]
         history: list[dict[str, Any]] = []
-        for index, stage in enumerate(stages[first:], start=first):
+        kept: dict[str, torch.Tensor] = {}
+
+        def build(stage: Stage, carried: torch.Tensor | None) -> Engine:
             space = build_space(
                 stage,
                 shape,  # type: ignore[arg-type]
                 update.input,
                 device,
                 generator,
-                latents,
+                carried,
                 reference=start,
             )
             engine = Engine(
@@ -256,23 +266,55 @@ def run_attack(
                 space=space,
                 stage=stage.name,
                 history=history,
+                kept=kept,
             )
             if logits is not None:
                 engine.adopt_labels(logits)
+            return engine
+
+        for index, stage in enumerate(stages[first:], start=first):
+            if stage.name == "w" and config.generator_lr_scale == "auto":
+                resumed = saved if index == first else None
+                if resumed is not None:  # the probe ran before the checkpoint: its record
+                    history = json.loads(resumed.get("history", "[]"))
+                else:
+                    history = [*history, _probe(stage, lambda s, z=latents: build(s, z))]
+                chosen = history[-1]["chosen"]
+                say(f"generator lr scale: {chosen} (probe: {history[-1]['distances']})")
+                stage = replace(
+                    stage, config=stage.config.model_copy(update=dict(generator_lr_scale=chosen))
+                )
+            engine = build(stage, latents)
             if saved is not None and index == first:
                 engine.load_state_dict(saved, str(checkpoint))
+                _check_kept(engine, shape, str(checkpoint))  # type: ignore[arg-type]
                 say(f"resuming from {checkpoint} at {stage.name} iteration {engine.iteration}")
             _run_stage(engine, stage.config, progress, checkpoint, checkpoint_every, on_iteration)
-            history = engine.history
-            if index + 1 < len(stages):
-                latents, logits, record = _hand_over(engine)
-                history = [*history, record]
+            history, kept = engine.history, engine.kept
+            if config.search == "f":
+                record = _keep_best(engine)
                 say(
-                    f"latent stage: restart {record['chosen_seed']} of {stage.config.seeds} has "
-                    f"the lowest gradient distance ({min(record['seed_distances']):.4g}); the "
-                    "weight stage refines it with one generator copy per image"
+                    f"{stage.name}: lowest gradient distance {record['distance']:.4g} "
+                    f"(restart {record['chosen_seed']})"
                 )
-        result = _result(engine, choice, config, matched, bn_source, update)
+                if index + 1 < len(stages):
+                    latents = _next_features(engine, stages[index + 1].layer)
+                    logits = engine.label_logits
+                history = [*history, record]
+            elif index + 1 < len(stages):
+                if stages[index + 1].config.seeds > 1:  # every restart refined (prior stage)
+                    latents, logits, record = _hand_over_all(engine)
+                    message = "every restart is refined in its own generator copies"
+                else:
+                    latents, logits, record = _hand_over(engine)
+                    message = (
+                        f"restart {record['chosen_seed']} of {stage.config.seeds} has the lowest "
+                        f"gradient distance ({min(record['seed_distances']):.4g}); the weight "
+                        "stage refines it with one generator copy per image"
+                    )
+                history = [*history, record]
+                say(f"latent stage: {message}")
+        result = _result(engine, choice, config, matched, bn_source, update, history)
         if inverter_record is not None:
             result.metadata["inverter"] = inverter_record
         return result
@@ -391,6 +433,97 @@ def _hand_over(engine: Engine) -> tuple[torch.Tensor, torch.Tensor | None, dict[
     return latents, logits, record
 
 
+PROBE_SCALES = ("relative", "absolute")
+
+
+def _probe(stage: Stage, build: Callable[[Stage], Engine]) -> dict[str, Any]:
+    """``--generator-lr-scale auto``: a short trial of the weight stage with each lr scale
+    (``probe_iterations``, same start); the scale whose best restart ends with the lower
+    gradient distance wins. Only the update is read: the pick is attacker-computable."""
+    distances = {}
+    for scale in PROBE_SCALES:
+        trial = stage.config.model_copy(
+            update=dict(generator_lr_scale=scale, iterations=stage.config.probe_iterations)
+        )
+        engine = build(replace(stage, config=trial))
+        engine.run()
+        found, _ = engine.simulator.evaluate(engine.candidates, engine.label_logits)
+        distances[scale] = float(torch.nan_to_num(found.detach(), nan=float("inf")).min())
+    chosen = min(PROBE_SCALES, key=distances.__getitem__)
+    return {
+        "stage": "probe",
+        "iterations": stage.config.probe_iterations,
+        "distances": distances,
+        "chosen": chosen,
+    }
+
+
+def _hand_over_all(engine: Engine) -> tuple[torch.Tensor, torch.Tensor | None, dict[str, Any]]:
+    """Every restart's latents and labels go on (the weight stage that keeps the prior)."""
+    distances, _ = engine.simulator.evaluate(engine.candidates, engine.label_logits)
+    logits = None
+    if engine.label_logits is not None:
+        logits = engine.label_logits.detach().clone()
+    record = {
+        "stage": engine.stage,
+        "iterations": engine.iteration,
+        "seeds": engine.config.seeds,
+        "seed_distances": [float(d) for d in distances.detach().cpu().double()],
+        "resets": list(engine.resets),
+    }
+    return engine.params["z"].detach().clone(), logits, record
+
+
+def _next_features(engine: Engine, layer: int) -> torch.Tensor:
+    """GIFD: the start of the stage at ``layer``: every restart's current input of that layer
+    (its latents or its feature map) through the layer, K×N×feature shape."""
+    from gradinvert.generators.layers import run_layers, split_layers
+
+    space = engine.space
+    assert space is not None and hasattr(space, "generator")
+    layers = split_layers(space.generator.module)  # type: ignore[attr-defined]
+    value = engine.params["z"] if layer == 1 else engine.params["f"]
+    with torch.no_grad():
+        flat = run_layers(layers, value.detach().flatten(0, 1), layer - 1, layer)
+    return flat.unflatten(0, value.shape[:2]).contiguous()
+
+
+def _keep_best(engine: Engine) -> dict[str, Any]:
+    """GIFD: this stage's restarts scored by gradient distance; ``engine.kept`` holds the
+    output with the lowest distance over all stages so far. Returns the stage's record."""
+    distances, _ = engine.simulator.evaluate(engine.candidates, engine.label_logits)
+    distances = distances.detach().cpu().double()
+    order = torch.nan_to_num(distances, nan=float("inf"))
+    best = int(order.argmin())
+    kept = engine.kept
+    if "distance" not in kept or float(order[best]) < float(kept["distance"]):
+        kept["distance"] = order[best].clone()
+        kept["images"] = engine.pixels()[best].detach().clone()
+        kept["stage"] = torch.tensor(len(engine.history))
+        kept["seed"] = torch.tensor(best)
+        if engine.label_logits is not None:
+            kept["logits"] = engine.label_logits[best].detach().clone()
+    return {
+        "stage": engine.stage,
+        "iterations": engine.iteration,
+        "seeds": engine.config.seeds,
+        "chosen_seed": best,
+        "distance": float(order[best]),
+        "seed_distances": [float(d) for d in distances],
+        "resets": list(engine.resets),
+        **({"radius": engine.space.radius} if engine.stage != "z" else {}),  # type: ignore[union-attr]
+    }
+
+
+def _check_kept(engine: Engine, shape: tuple[int, ...], source: str) -> None:
+    """A resumed checkpoint's carried tensors have the shapes this run gives them."""
+    logits = () if engine.label_logits is None else tuple(engine.label_logits.shape[1:])
+    expected = {"distance": (), "images": tuple(shape), "stage": (), "seed": (), "logits": logits}
+    for name, value in engine.kept.items():
+        if name not in expected or tuple(value.shape) != expected[name]:
+            raise InvalidInputError(f"{source}: the checkpoint's kept tensor {name!r} does not fit")
+
+
 def _calibration_record(engine: Engine) -> dict[str, Any] | None:
     """``--calibrate start``: the terms' start values and the absolute weights they gave."""
     if engine.start is None:
@@ -406,8 +539,12 @@ def _result(
     matched: list[str],
     bn_source: str,
     update: UpdateFile,
+    history: list[dict[str, Any]] | None = None,
 ) -> BatchFile:
-    """Pick the output by gradient distance (never by the truth) and describe the run."""
+    """Pick the output by gradient distance (never by the truth) and describe the run.
+
+    ``--search f``: the output is the stage output with the lowest gradient distance over all
+    stages (``engine.kept``); ``history`` then holds every stage's record."""
     simulator = engine.simulator
     distances, _ = simulator.evaluate(engine.candidates, engine.label_logits)
     distances = distances.detach().cpu().double()
@@ -422,7 +559,19 @@ def _result(
         normalized = ((images - engine.mean) / engine.std).unsqueeze(0)
         logits = None if engine.label_logits is None else engine.label_logits[best : best + 1]
         output_distance = float(simulator.evaluate(normalized, logits)[0][0])
-    if choice.labels is None:
+    stages = [
+        *engine.history,
+        {"stage": engine.stage, "iterations": engine.iteration, "seeds": engine.config.seeds},
+    ]
+    chosen_stage = None
+    if config.search == "f":
+        kept = engine.kept
+        images, output_distance = kept["images"], float(kept["distance"])
+        best, chosen_stage = int(kept["seed"]), int(kept["stage"])
+        stages = list(history or [])
+    if choice.labels is None and config.search == "f":
+        labels = engine.kept["logits"].argmax(-1).cpu()
+    elif choice.labels is None:
         assert engine.label_logits is not None
         labels = engine.label_logits[best].argmax(-1).cpu()
     else:
@@ -458,12 +607,15 @@ def _result(
         "iterations": engine.iteration,
         "resets": list(engine.resets),
         "search": {**engine.space.describe(), "search": config.search},  # type: ignore[union-attr]
-        "stages": [
-            *engine.history,
-            {"stage": engine.stage, "iterations": engine.iteration, "seeds": engine.config.seeds},
-        ],
+        "stages": stages,
         "device": engine.device.type,
     }
+    if chosen_stage is not None:
+        metadata["chosen_stage"] = stages[chosen_stage]["stage"]
+        metadata["selection"] = (
+            "the stage output and restart with the lowest gradient distance over all stages "
+            "(no ground truth)"
+        )
     return BatchFile(images.detach().cpu().float(), labels, metadata)
 
 

@@ -88,6 +88,12 @@ def lr_at(config: AttackConfig, iteration: int) -> float:
     if config.scheduler == "step":
         milestones = (total * 3 // 8, total * 5 // 8, total * 7 // 8)
         return config.lr * 0.1 ** sum(iteration >= m for m in milestones)
+    if config.scheduler == "ramp":
+        # GIFD's official schedule (its get_lr; StyleGAN2's projector): ramp-up over the
+        # first 5 %, cosine ramp-down over the last 75 % of the stage.
+        t = iteration / max(1, total)
+        ramp = 0.5 - 0.5 * math.cos(min(1.0, (1.0 - t) / 0.75) * math.pi)
+        return config.lr * ramp * min(1.0, t / 0.05)
     if config.scheduler == "cosine":
         span = max(1, total - config.warmup)
         progress = min(1.0, (iteration - config.warmup) / span)
@@ -123,6 +129,7 @@ class Engine(LongRun):
     space: SearchSpace | None = None  # default: the pixels (GI-x)
     stage: str = ""  # names the stage of a multi-stage run in checkpoints
     history: list[dict[str, Any]] = field(default_factory=list)  # earlier stages' records
+    kept: dict[str, torch.Tensor] = field(default_factory=dict)  # carried across stages
     iteration: int = 0
     resets: list[int] = field(default_factory=list)
     _stop: bool = False
@@ -192,8 +199,9 @@ class Engine(LongRun):
             )
         assert self.space is not None
         scales = self.space.lr_scales()
+        fused = {"fused": True} if self.space.fused_optimizer else {}
         if not scales:
-            return torch.optim.Adam(self._parameters(), lr=self.config.lr)
+            return torch.optim.Adam(self._parameters(), lr=self.config.lr, **fused)
         # Per-tensor step sizes (relative generator learning rates): one group per tensor.
         groups = [
             {"params": [param], "lr_scale": scales.get(name, 1.0)}
@@ -201,7 +209,7 @@ class Engine(LongRun):
         ]
         if self.label_logits is not None:
             groups.append({"params": [self.label_logits], "lr_scale": 1.0})
-        return torch.optim.Adam(groups, lr=self.config.lr)
+        return torch.optim.Adam(groups, lr=self.config.lr, **fused)
 
     def pixels(self, candidates: torch.Tensor | None = None) -> torch.Tensor:
         """Candidates as [0, 1] pixels (K×N×C×H×W)."""
@@ -358,8 +366,19 @@ class Engine(LongRun):
             self._reset(bad)
         self.iteration += 1
 
-    def _adam_step(self, lr: float) -> torch.Tensor:
+    def _penalized_gradients(
+        self,
+    ) -> tuple[Params, torch.Tensor | None, torch.Tensor, torch.Tensor]:
+        """:meth:`_gradients` plus the space's closed-form term (:meth:`add_penalty_`)."""
+        assert self.space is not None
         grad_params, grad_labels, total, distance = self._gradients()
+        extra = self.space.add_penalty_(self.params, grad_params)
+        if extra is not None:
+            total = total + extra.to(total.dtype)
+        return grad_params, grad_labels, total, distance
+
+    def _adam_step(self, lr: float) -> torch.Tensor:
+        grad_params, grad_labels, total, distance = self._penalized_gradients()
         bad = ~torch.isfinite(total) | ~_finite_per_seed(grad_params)
         signed = self.config.optimizer == "signed-adam"
         for name, param in self.params.items():
@@ -378,7 +397,7 @@ class Engine(LongRun):
         last: dict[str, torch.Tensor] = {}
 
         def closure() -> torch.Tensor:
-            grad_params, grad_labels, total, distance = self._gradients()
+            grad_params, grad_labels, total, distance = self._penalized_gradients()
             for name, param in self.params.items():
                 param.grad = grad_params[name]
             if grad_labels is not None and self.label_logits is not None:
@@ -402,7 +421,7 @@ class Engine(LongRun):
                     f"(last at iteration {self.iteration}); lower --lr or change --optimizer"
                 )
         assert self.space is not None
-        fresh = self.space.fresh(len(indices), self.cpu_rng)
+        fresh = self.space.fresh_for(indices, self.cpu_rng)
         with torch.no_grad():
             for name, param in self.params.items():
                 param[indices] = fresh[name]
@@ -468,6 +487,8 @@ class Engine(LongRun):
             "resets": list(self.resets),
             "history": json.dumps(self.history),
         }
+        if self.kept:
+            state["kept"] = dict(self.kept)
         if self.device.type == "cuda":
             state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
         return state
@@ -511,6 +532,7 @@ class Engine(LongRun):
         self.iteration = int(state["iteration"])
         self.resets = [int(r) for r in state["resets"]]
         self.history = json.loads(state.get("history", "[]"))
+        self.kept = {name: value.to(device) for name, value in state.get("kept", {}).items()}
 
     def adopt_labels(self, logits: torch.Tensor) -> None:
         """Start the learned labels from an earlier stage's (K×N×classes, in place)."""

@@ -103,9 +103,16 @@ def describe_result(result: BatchFile, config: InvertSettings) -> str:
             f"({seconds * 1000:.0f} ms), labels {record['labels']} ({record['source']})"
         )
     record = meta["labels"]
-    if config.search == "zw":
+    if config.search == "f":
+        picked = (
+            f"restart {meta['chosen_seed']} of {config.seeds} at stage {meta['chosen_stage']} "
+            "(lowest gradient distance over the layers)"
+        )
+    elif config.search == "zw" and "chosen_seed" in meta["stages"][0]:
         chosen = meta["stages"][0]["chosen_seed"]
         picked = f"restart {chosen} of {config.seeds} refined in generator weights"
+    elif config.search == "zw":
+        picked = f"restart {meta['chosen_seed']} of {config.seeds}, each refined in its weights"
     elif config.pick == "consensus":
         picked = f"consensus of {config.seeds} seeds (frame of seed {meta['chosen_seed']})"
     else:

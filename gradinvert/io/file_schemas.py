@@ -288,6 +288,7 @@ class InvertCheckpoint(_Checkpoint):
     cuda_rng: Tensor | None = None
     resets: list[Count]
     history: Json[list[JsonValue]]
+    kept: TensorMap = Field(default_factory=dict)  # carried across stages (GIFD's best)
 
 
 class TrainPriorCheckpoint(_Checkpoint):

@@ -83,8 +83,10 @@ def estimate_invert(
     seeds: int,
     search: str = "x",
     generator_params: int = 0,
+    every_restart: bool = False,
 ) -> Estimate:
-    """The memory an ``invert`` run of ``seeds`` candidates for a batch of ``batch`` needs."""
+    """The memory an ``invert`` run of ``seeds`` candidates for a batch of ``batch`` needs;
+    ``every_restart``: zw's weight stage refines every seed (``--weight-stage prior``)."""
     params, pixels = footprint.parameters, _pixels(update)
     factor = ACTIVATION_FACTOR[update.mode]
     per_seed_samples = batch * _activations(footprint, update) * factor
@@ -96,9 +98,9 @@ def estimate_invert(
     total = file_bytes(update) + FLOAT * params
     total += FLOAT * seeds * (per_seed_params + per_seed_samples + batch * pixels * PIXEL_COPIES)
     if search in ("w", "zw"):  # one generator copy per image (and per seed in w)
-        copies = batch * (seeds if search == "w" else 1)
+        copies = batch * (seeds if search == "w" or every_restart else 1)
         total += FLOAT * copies * generator_params * GENERATOR_COPIES
-    elif search == "z":
+    elif search in ("z", "f"):  # f: one generator, feature maps per seed (small beside it)
         total += FLOAT * generator_params * GENERATOR_COPIES
     basis = (
         f"batch {batch} of {_shape(update)}, {seeds} seed{'s' if seeds != 1 else ''}, "
@@ -193,7 +195,15 @@ def invert_estimate(
     batch = len(labels) if labels else (update.batch_size or 1)
     generator = generator_parameters(config.generator, tuple(update.input.shape))  # type: ignore[arg-type]
     footprint = update_footprint(update)
-    estimate = estimate_invert(update, footprint, batch, config.seeds, config.search, generator)
+    estimate = estimate_invert(
+        update,
+        footprint,
+        batch,
+        config.seeds,
+        config.search,
+        generator,
+        every_restart=config.weight_stage == "prior",
+    )
     extra, why = _defense_bytes(update, footprint.parameters, config)
     if extra:
         estimate = Estimate("invert", estimate.bytes + extra, f"{estimate.basis}, {why}")
