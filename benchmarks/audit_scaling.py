@@ -10,7 +10,7 @@ rest is process start-up, torch imports, moving inputs and outputs, scheduling).
 figures and a stated GPU iteration time it estimates on paper what a 500-job audit takes on 1 and
 on 16 GPUs.
 
-    nice -n 10 .venv/bin/python benchmarks/audit_scaling.py [--gpu-iteration-s 0.01]
+    [nice -n 10] .venv/bin/python benchmarks/audit_scaling.py [--gpu-iteration-s 0.01]
 """
 
 from __future__ import annotations
@@ -148,10 +148,11 @@ def main() -> None:
         f"Plan: convnet, 32 px sample photos, batch 1 and 2 × 4 noise levels × 2 batches, `ig` "
         f"at {args.iterations} iterations, 1 seed; resources.cpus = 1 (one torch thread a "
         f"job). Machine: {os.cpu_count()} cores ({platform.machine()}), shared with other "
-        f"work while it ran (nice 10; 1-minute load average {min(loads):.1f} to "
+        f"work while it ran (this process at nice {os.nice(0)}; 1-minute load average "
+        f"{min(loads):.1f} to "
         f"{max(loads):.1f}). Each executor ran {args.repeats} times, interleaved; the table shows "
         "each one's fastest run; the Ray cluster was up only for its own runs. Command: "
-        "`nice -n 10 .venv/bin/python benchmarks/audit_scaling.py`.",
+        "`.venv/bin/python benchmarks/audit_scaling.py` (under `nice` on a shared machine).",
         "",
         "| executor | slots | wall (s) | speed-up | Σ job compute (s) | overhead / job (s) |",
         "|---|---|---|---|---|---|",
