@@ -48,31 +48,13 @@ def _dry_run(loaded: Any, grid: Any, out: Path) -> None:
 
 
 def _progress_display() -> tuple[Any, Any]:
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+    from gradinvert.runtime.runstate import stderr_progress
 
-    from gradinvert.report.console import stderr_console
-
-    progress = Progress(
-        TextColumn("audit", style="bold", markup=False),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn(
-            "done {task.fields[done]} running {task.fields[running]} failed "
-            "{task.fields[failed]} skipped {task.fields[skipped]}",
-            markup=False,
-        ),
-        TimeElapsedColumn(),
-        TextColumn("ETA", markup=False),
-        TimeRemainingColumn(),
-        TextColumn("{task.fields[now]}", markup=False),
-        console=stderr_console(),
+    progress = stderr_progress(
+        "audit",
+        "done {task.fields[done]} running {task.fields[running]} failed "
+        "{task.fields[failed]} skipped {task.fields[skipped]}",
+        tail="{task.fields[now]}",
     )
     task = progress.add_task("audit", total=None, done=0, running=0, failed=0, skipped=0, now="")
 

@@ -92,11 +92,12 @@ def to_cpu(value: Any) -> Any:
     return value
 
 
-def stderr_progress(title: str, fields: str) -> Any:
-    """A rich progress bar on stderr: ``title``, bar, done/total, ``fields``, elapsed, remaining.
+def stderr_progress(title: str, fields: str, tail: str | None = None) -> Any:
+    """A rich progress bar on stderr: ``title``, bar, done/total, ``fields``, elapsed, remaining
+    (and ``tail`` after them, labelled "ETA", when given).
 
-    ``fields`` is a column template such as ``"loss {task.fields[loss]}"`` (plain text, no
-    markup).
+    ``fields`` and ``tail`` are column templates such as ``"loss {task.fields[loss]}"`` (plain
+    text, no markup).
     """
     from rich.progress import (
         BarColumn,
@@ -109,12 +110,15 @@ def stderr_progress(title: str, fields: str) -> Any:
 
     from gradinvert.report.console import stderr_console
 
-    return Progress(
+    columns = [
         TextColumn(title, style="bold", markup=False),
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn(fields, markup=False),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
-        console=stderr_console(),
-    )
+    ]
+    if tail is not None:
+        columns[-1:] = [TextColumn("ETA", markup=False), TimeRemainingColumn()]
+        columns.append(TextColumn(tail, markup=False))
+    return Progress(*columns, console=stderr_console())
