@@ -168,20 +168,11 @@ def _batches(plan: Plan, base: Path, cell: dict[str, Any], problems: list[str]) 
     except GradinvertError as exc:
         problems.append(f"data.images: {exc.message}")
         return []
-    order = list(range(len(paths)))
-    if data.cut == "shuffled":
-        random.Random(data.seed).shuffle(order)
-    needed = data.start + data.batches * size
-    if needed > len(paths):
-        problems.append(
-            f"data: {data.batches} batches of {size} from image {data.start} need {needed} "
-            f"images, {folder} holds {len(paths)}"
-        )
-        return []
+    cuts = _cuts(data, size, len(paths), folder, problems)
     labels_arg = str(base / data.labels) if data.labels else None
     out = []
-    for b in range(data.batches):
-        chosen = [paths[i] for i in order[data.start + b * size : data.start + (b + 1) * size]]
+    for rows in cuts:
+        chosen = [paths[i] for i in rows]
         try:
             labels, _ = labels_for_images(chosen, [folder], labels_arg)
         except GradinvertError as exc:
@@ -196,21 +187,24 @@ def _batches(plan: Plan, base: Path, cell: dict[str, Any], problems: list[str]) 
 
 def _rows(data: Any, path: Path, size: int, labels: list[int], problems: list[str]) -> list[Any]:
     """Each batch of a batch file: ((path, row indices), labels)."""
-    order = list(range(len(labels)))
+    cuts = _cuts(data, size, len(labels), path, problems)
+    return [((path, rows), [int(labels[i]) for i in rows]) for rows in cuts]
+
+
+def _cuts(data: Any, size: int, count: int, where: Path, problems: list[str]) -> list[list[int]]:
+    """The indices of each batch of ``size`` among ``count`` images, cut as the data table says
+    (none, with a problem noted, when there are too few)."""
+    order = list(range(count))
     if data.cut == "shuffled":
         random.Random(data.seed).shuffle(order)
     needed = data.start + data.batches * size
-    if needed > len(order):
+    if needed > count:
         problems.append(
             f"data: {data.batches} batches of {size} from image {data.start} need {needed} "
-            f"images, {path} holds {len(order)}"
+            f"images, {where} holds {count}"
         )
         return []
-    out = []
-    for b in range(data.batches):
-        rows = order[data.start + b * size : data.start + (b + 1) * size]
-        out.append(((path, rows), [int(labels[i]) for i in rows]))
-    return out
+    return [order[data.start + b * size : data.start + (b + 1) * size] for b in range(data.batches)]
 
 
 def _attack_values(
