@@ -91,7 +91,7 @@ def audit(
     """Run a whole audit — a grid of capture → labels → invert → evaluate jobs — from one plan.
 
     Every list-valued setting of the plan is an axis of the grid. Each job's outputs go to
-    OUT/jobs/<id>/, the id a hash of its settings and input files, so a rerun skips finished
+    OUT/jobs/ID/, the id a hash of its settings and input files, so a rerun skips finished
     jobs and an edited plan runs only its new cells. At the end: OUT/results.csv,
     OUT/results.json and OUT/report.html. Exit 1 when a cell leaks above a bar (--fail-above
     or the plan's evaluation.fail_above), 65 for an invalid plan, 69 when --executor ray lacks
