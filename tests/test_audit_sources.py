@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from audit_support import run_plan, write_plan
 
 from gradinvert.audit.grid import expand
@@ -75,21 +76,33 @@ def test_recorded_updates_are_attacked_and_scored_where_truth_exists(tmp_path: P
     assert "1 of 2 cells have no truth to score against" in (out / "report.html").read_text()
 
 
-def test_sigterm_stops_scheduling_and_keeps_what_finished(tmp_path: Path) -> None:
-    plan = write_plan(tmp_path, batch_size="[1, 2]", batches=2, noise="[0.0]", iterations=40)
+@pytest.mark.parametrize(
+    ("stop", "code", "cancel"),
+    [(signal.SIGTERM, 143, False), (signal.SIGINT, 130, False), (signal.SIGTERM, 143, True)],
+    ids=["sigterm", "ctrl-c", "sigterm-cancel"],
+)
+def test_a_stop_ends_scheduling_and_keeps_what_finished(
+    tmp_path: Path, stop: signal.Signals, code: int, cancel: bool
+) -> None:
+    # with --cancel, jobs long enough that the one running at the stop cannot end unnoticed
+    iterations = 400 if cancel else 40
+    plan = write_plan(
+        tmp_path, batch_size="[1, 2]", batches=2, noise="[0.0]", iterations=iterations
+    )
     out = tmp_path / "out"
     command = [sys.executable, "-m", "gradinvert", "audit", str(plan), "--out", str(out)]
-    driver = subprocess.Popen(
-        [*command, "--workers", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
-    )
+    command += ["--workers", "1", *(["--cancel"] if cancel else [])]
+    driver = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 240
     while not list((out / "jobs").glob("*/done.json")) and time.monotonic() < deadline:
         time.sleep(0.1)
-    driver.send_signal(signal.SIGTERM)
+    at_stop = len(list((out / "jobs").glob("*/done.json")))
+    driver.send_signal(stop)
     _, stderr = driver.communicate(timeout=240)
-    assert driver.returncode == 143, stderr
+    assert driver.returncode == code, stderr
     finished = len(list((out / "jobs").glob("*/done.json")))
-    assert 1 <= finished < 4
+    # without --cancel the job running at the stop may finish; with it, it is stopped
+    assert 1 <= at_stop <= finished <= (at_stop if cancel else at_stop + 1) and finished < 4
     assert (out / "results.csv").is_file()
     statuses = [r["status"] for r in json.loads((out / "results.json").read_text())]
     assert statuses.count("done") == finished and statuses.count("not run") == 4 - finished
